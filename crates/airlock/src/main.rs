@@ -1,0 +1,38 @@
+//! The `airlock` command line: a thin face over the runtime.
+
+mod bench;
+mod doctor;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "Run untrusted code in a fresh, strict sandbox"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run code in a fresh sandbox: a FILE, `-c CODE`, or `-` for stdin.
+    Run(run::RunArgs),
+    /// Explain which isolation layers this host offers and how to fix what is missing.
+    Doctor,
+    /// Measure sandboxed runs against bare execution and peers, side by side.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Cmd::Run(args) => run::main(args),
+        Cmd::Doctor => doctor::main(),
+        Cmd::Bench(args) => bench::main(args),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,236 @@
+//! `airlock run`.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use runtime::{
+    Language, MountSpec, NetworkMode, RunRequest, RunResult, RuntimeError, Status, Stream, language,
+};
+
+/// Exit code when the run timed out (as `timeout(1)`).
+pub const EXIT_TIMEOUT: i32 = 124;
+/// Exit code when the sandbox could not run the code at all.
+pub const EXIT_SANDBOX: i32 = 125;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// File to run, or `-` to read the code from stdin.
+    file: Option<PathBuf>,
+    /// Code to run.
+    #[arg(short = 'c', long = "code", conflicts_with = "file")]
+    code: Option<String>,
+    /// python, javascript or shell (default: from the file's extension, else python).
+    #[arg(long = "lang", short = 'l')]
+    lang: Option<String>,
+    /// Package to install for the run (pip or npm specifier); repeatable.
+    #[arg(short = 'p', long = "package")]
+    packages: Vec<String>,
+    /// Wall-clock timeout in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Memory limit in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u64,
+    /// CPU quota in cores.
+    #[arg(long, default_value_t = 1.0)]
+    cpus: f64,
+    /// Maximum number of processes.
+    #[arg(long, default_value_t = 256)]
+    pids: u64,
+    /// none (default), allowlist or host.
+    #[arg(long, default_value = "none")]
+    network: String,
+    /// Domain reachable under `--network allowlist`; repeatable.
+    #[arg(long = "allow-domain")]
+    allow_domains: Vec<String>,
+    /// SRC:DST[:ro|rw] bind of a host path; repeatable.
+    #[arg(long = "mount")]
+    mounts: Vec<String>,
+    /// Host directory bound read-write at /workspace.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// K=V environment variable for the program; repeatable.
+    #[arg(long = "env", short = 'e')]
+    env: Vec<String>,
+    /// Print the result as JSON (DESIGN §8 fields) instead of streaming output.
+    #[arg(long)]
+    json: bool,
+    /// Explicit opt-in to a weaker profile: rlimit-only limits where no cgroup can be created.
+    #[arg(long)]
+    weak_limits: bool,
+}
+
+pub fn main(args: RunArgs) -> i32 {
+    let json = args.json;
+    let req = match request(args) {
+        Ok(r) => r,
+        Err(e) => return fail(json, &format!("{e:#}"), "InvalidInput"),
+    };
+    let live = !json;
+    let result = runtime::run(&req, |stream, bytes| {
+        if live {
+            // Output streams through as it comes; a closed terminal must not kill the run.
+            let _ = match stream {
+                Stream::Stdout => std::io::stdout()
+                    .lock()
+                    .write_all(bytes)
+                    .and_then(|_| std::io::stdout().flush()),
+                Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+            };
+        }
+    });
+    match result {
+        Ok(r) => report(json, &r),
+        Err(e) => {
+            let kind = match &e {
+                RuntimeError::InvalidInput { .. } => "InvalidInput",
+                RuntimeError::Unavailable(_) => "SandboxUnavailable",
+                RuntimeError::Interpreter { .. } => "InterpreterNotFound",
+                RuntimeError::Sandbox(_) => "SandboxError",
+            };
+            fail(json, &e.to_string(), kind)
+        }
+    }
+}
+
+fn request(a: RunArgs) -> anyhow::Result<RunRequest> {
+    let (code, file_lang) = match (&a.code, &a.file) {
+        (Some(c), None) => (c.clone().into_bytes(), None),
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading code from stdin")?;
+            (buf, None)
+        }
+        (None, Some(f)) => {
+            let meta = std::fs::metadata(f)
+                .with_context(|| format!("invalid `file`: cannot read {}", f.display()))?;
+            if meta.len() > runtime::MAX_CODE_BYTES as u64 {
+                bail!(
+                    "invalid `code`: {} is {} bytes; the limit is 10 MiB",
+                    f.display(),
+                    meta.len()
+                );
+            }
+            let code = std::fs::read(f)
+                .with_context(|| format!("invalid `file`: cannot read {}", f.display()))?;
+            (code, language::from_extension(f))
+        }
+        (None, None) => bail!("invalid `code`: give a FILE, `-c CODE`, or `-` to read stdin"),
+        (Some(_), Some(_)) => bail!("invalid `code`: give either a FILE or `-c CODE`, not both"),
+    };
+    let language = match &a.lang {
+        Some(l) => language::parse(l).with_context(|| {
+            format!("invalid `lang`: {l:?} is not one of python, javascript, shell")
+        })?,
+        None => file_lang.unwrap_or(Language::Python),
+    };
+    if !a.packages.is_empty() {
+        bail!("invalid `package`: dependency environments are not available in this version yet");
+    }
+    let network = NetworkMode::parse(&a.network)?;
+    if !a.allow_domains.is_empty() {
+        bail!(
+            "invalid `allow-domain`: only valid with `--network allowlist`, which is not available yet"
+        );
+    }
+    if !a.timeout.is_finite() || a.timeout <= 0.0 {
+        bail!(
+            "invalid `timeout`: {} is not a positive number of seconds",
+            a.timeout
+        );
+    }
+    let mut env = std::collections::BTreeMap::new();
+    for kv in &a.env {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("invalid `env`: {kv:?} is not K=V"))?;
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    let mounts = a
+        .mounts
+        .iter()
+        .map(|m| MountSpec::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let workdir = match &a.workdir {
+        Some(w) => Some(
+            std::fs::canonicalize(w)
+                .with_context(|| format!("invalid `workdir`: {}", w.display()))?,
+        ),
+        None => None,
+    };
+    Ok(RunRequest {
+        code,
+        language,
+        timeout: Duration::from_secs_f64(a.timeout.min(1e6)),
+        memory_mb: a.memory,
+        pids: a.pids,
+        cpus: a.cpus,
+        network,
+        mounts,
+        workdir,
+        env,
+        weak_limits: a.weak_limits,
+        ..RunRequest::default()
+    })
+}
+
+fn exit_code(r: &RunResult) -> i32 {
+    match r.status {
+        Status::Timeout => EXIT_TIMEOUT,
+        Status::SandboxError => EXIT_SANDBOX,
+        _ => match (r.exit_code, r.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => EXIT_SANDBOX,
+        },
+    }
+}
+
+fn report(json: bool, r: &RunResult) -> i32 {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(r).unwrap_or_else(|e| format!(
+                "{{\"status\":\"sandbox_error\",\"message\":\"{e}\"}}"
+            ))
+        );
+    } else {
+        let mut err = std::io::stderr().lock();
+        if r.stdout_truncated || r.stderr_truncated {
+            let _ = writeln!(err, "airlock: output was truncated at the capture limit");
+        }
+        if let Some(e) = &r.error {
+            match r.status {
+                Status::Timeout | Status::MemoryLimit | Status::Killed => {
+                    let _ = writeln!(err, "airlock: {}", e.message);
+                }
+                _ => {}
+            }
+            if let Some(h) = &e.hint {
+                if std::io::stderr().is_terminal() || std::env::var_os("AIRLOCK_HINTS").is_some() {
+                    let _ = writeln!(err, "airlock: hint: {h}");
+                }
+            }
+        }
+    }
+    exit_code(r)
+}
+
+/// Reports an error of the call: not a result, so exit 125.
+fn fail(json: bool, message: &str, kind: &str) -> i32 {
+    if json {
+        let v = serde_json::json!({
+            "status": "sandbox_error",
+            "error": { "type": kind, "message": message },
+        });
+        println!("{v}");
+    } else {
+        eprintln!("airlock: {message}");
+    }
+    EXIT_SANDBOX
+}

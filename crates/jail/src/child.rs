@@ -1,0 +1,399 @@
+//! The child's side: from `clone3` to `execve`.
+//!
+//! The child is a copy of one thread of a multithreaded supervisor, so everything here is
+//! async-signal-safe: raw syscalls on the [`Plan`] the parent prepared. No allocation, no locks,
+//! no formatting. A failure is reported to the parent as `(stage, errno)` on the error pipe.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, RawFd};
+
+use crate::landlock::LandlockRules;
+use crate::seccomp::SeccompProgram;
+use crate::sys;
+
+/// Where the staging tmpfs goes (only inside the child's private mount namespace).
+pub(crate) const STAGE: &CStr = c"/tmp";
+pub(crate) const STAGE_NEWROOT: &CStr = c"/tmp/newroot";
+pub(crate) const STAGE_OLDROOT: &CStr = c"/tmp/oldroot";
+pub(crate) const NEWROOT: &CStr = c"/newroot";
+pub(crate) const OLDROOT: &CStr = c"/oldroot";
+
+/// One filesystem step of building the new root; paths are already prefixed with
+/// `/newroot` (targets) and `/oldroot` (host sources).
+#[derive(Debug)]
+pub(crate) enum Step {
+    Mkdir {
+        path: CString,
+        mode: u32,
+    },
+    Tmpfs {
+        target: CString,
+        options: CString,
+        flags: libc::c_ulong,
+    },
+    /// `attrs` are MOUNT_ATTR_* flags applied recursively after the bind.
+    Bind {
+        source: BindSource,
+        target: CString,
+        attrs: u64,
+        file: bool,
+    },
+    File {
+        path: CString,
+        contents: Vec<u8>,
+        mode: u32,
+    },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    Proc {
+        target: CString,
+    },
+    /// Hide a /proc file by binding /dev/null over it (skipped when the file is absent).
+    MaskFile {
+        target: CString,
+    },
+    /// Hide a /proc directory under an empty read-only tmpfs (skipped when absent).
+    MaskDir {
+        target: CString,
+    },
+    /// Make a /proc file or directory read-only (skipped when absent).
+    ReadOnly {
+        target: CString,
+    },
+    RemountReadOnly {
+        target: CString,
+    },
+}
+
+impl Step {
+    /// A path that names the step in an error message.
+    pub(crate) fn path(&self) -> &CStr {
+        match self {
+            Step::Mkdir { path, .. } | Step::File { path, .. } => path,
+            Step::Tmpfs { target, .. }
+            | Step::Bind { target, .. }
+            | Step::Proc { target }
+            | Step::MaskFile { target }
+            | Step::MaskDir { target }
+            | Step::ReadOnly { target }
+            | Step::RemountReadOnly { target } => target,
+            Step::Symlink { link, .. } => link,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Step::Mkdir { .. } => "mkdir",
+            Step::Tmpfs { .. } => "mount tmpfs",
+            Step::Bind { .. } => "bind mount",
+            Step::File { .. } => "write file",
+            Step::Symlink { .. } => "symlink",
+            Step::Proc { .. } => "mount /proc",
+            Step::MaskFile { .. } => "mask /proc file",
+            Step::MaskDir { .. } => "mask /proc directory",
+            Step::ReadOnly { .. } => "make /proc entry read-only",
+            Step::RemountReadOnly { .. } => "remount read-only",
+        }
+    }
+}
+
+/// Where a bind comes from.
+#[derive(Debug)]
+pub(crate) enum BindSource {
+    /// A detached mount tree the privileged supervisor cloned (attributes already applied).
+    Tree(std::os::fd::OwnedFd),
+    /// A host path under `/oldroot`, bound by the child (unprivileged supervisors).
+    Path(CString),
+}
+
+/// Everything the child needs, prepared by the parent before `clone3`.
+pub(crate) struct Plan {
+    pub steps: Vec<Step>,
+    pub root_options: CString,
+    pub hostname: Vec<u8>,
+    pub loopback: bool,
+    pub clear_groups: bool,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    pub cwd: CString,
+    pub program: CString,
+    pub argv: Vec<CString>,
+    pub argv_ptrs: Vec<*const libc::c_char>,
+    pub envp: Vec<CString>,
+    pub envp_ptrs: Vec<*const libc::c_char>,
+    pub landlock: Option<LandlockRules>,
+    pub seccomp: &'static SeccompProgram,
+    /// The child's stdio, placed on 0, 1, 2 (each fd >= 3).
+    pub stdio: [RawFd; 3],
+    /// Parent-side descriptors the child closes first.
+    pub parent_fds: Vec<RawFd>,
+    pub sync_read: RawFd,
+    pub error_write: RawFd,
+}
+
+/// Stages that are not filesystem steps. Steps are reported as `STEP_BASE + index`.
+pub(crate) mod stage {
+    pub const WAIT_PARENT: u32 = 1;
+    pub const GROUPS: u32 = 2;
+    pub const IDS: u32 = 3;
+    pub const CAPS_RAISE: u32 = 4;
+    pub const SETSID: u32 = 5;
+    pub const CGROUP_NS: u32 = 6;
+    pub const HOSTNAME: u32 = 7;
+    pub const PRIVATE_ROOT: u32 = 8;
+    pub const STAGE_TMPFS: u32 = 9;
+    pub const PIVOT_STAGE: u32 = 10;
+    pub const ROOT_TMPFS: u32 = 11;
+    pub const DETACH_OLDROOT: u32 = 12;
+    pub const PIVOT_ROOT: u32 = 13;
+    pub const CWD: u32 = 14;
+    pub const LOOPBACK: u32 = 15;
+    pub const RLIMIT: u32 = 16;
+    pub const STDIO: u32 = 17;
+    pub const CLOSE_FDS: u32 = 18;
+    pub const LANDLOCK: u32 = 19;
+    pub const CAPS_DROP: u32 = 20;
+    pub const NO_NEW_PRIVS: u32 = 21;
+    pub const SECCOMP: u32 = 22;
+    pub const EXEC: u32 = 23;
+    pub const PDEATHSIG: u32 = 24;
+    pub const STEP_BASE: u32 = 1000;
+
+    pub fn name(code: u32) -> &'static str {
+        match code {
+            WAIT_PARENT => "wait for the supervisor",
+            GROUPS => "clear supplementary groups",
+            IDS => "switch to the sandbox uid/gid",
+            CAPS_RAISE => "raise namespace capabilities",
+            SETSID => "new session",
+            CGROUP_NS => "cgroup namespace",
+            HOSTNAME => "set hostname",
+            PRIVATE_ROOT => "make mounts private",
+            STAGE_TMPFS => "mount staging tmpfs",
+            PIVOT_STAGE => "pivot into staging root",
+            ROOT_TMPFS => "mount root tmpfs",
+            DETACH_OLDROOT => "detach host root",
+            PIVOT_ROOT => "pivot into new root",
+            CWD => "enter working directory",
+            LOOPBACK => "bring loopback up",
+            RLIMIT => "set rlimits",
+            STDIO => "set up stdio",
+            CLOSE_FDS => "close inherited descriptors",
+            LANDLOCK => "Landlock",
+            CAPS_DROP => "drop capabilities",
+            NO_NEW_PRIVS => "no_new_privs",
+            SECCOMP => "install seccomp filter",
+            EXEC => "execve",
+            PDEATHSIG => "parent death signal",
+            _ => "setup step",
+        }
+    }
+}
+
+type StageResult = Result<(), (u32, i32)>;
+
+fn at(stage: u32) -> impl Fn(i32) -> (u32, i32) {
+    move |e| (stage, e)
+}
+
+/// Runs in the child; never returns.
+pub(crate) fn run(plan: &Plan) -> ! {
+    let err = match setup(plan) {
+        Ok(()) => (
+            stage::EXEC,
+            sys::execve(&plan.program, &plan.argv_ptrs, &plan.envp_ptrs),
+        ),
+        Err(e) => e,
+    };
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&err.0.to_ne_bytes());
+    msg[4..].copy_from_slice(&err.1.to_ne_bytes());
+    let _ = sys::write_all(plan.error_write, &msg);
+    sys::exit_now(127)
+}
+
+fn setup(plan: &Plan) -> StageResult {
+    for &fd in &plan.parent_fds {
+        sys::close(fd);
+    }
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .map_err(at(stage::PDEATHSIG))?;
+
+    // The parent writes our uid/gid maps and cgroup membership, then releases us. EOF means it
+    // gave up (or died): leave quietly.
+    let mut go = [0u8; 1];
+    match sys::read_full(plan.sync_read, &mut go) {
+        Ok(1) => {}
+        Ok(_) => sys::exit_now(127),
+        Err(e) => return Err((stage::WAIT_PARENT, e)),
+    }
+    sys::close(plan.sync_read);
+
+    if plan.clear_groups {
+        sys::clear_groups().map_err(at(stage::GROUPS))?;
+    }
+    sys::prctl(libc::PR_SET_KEEPCAPS, 1).map_err(at(stage::IDS))?;
+    sys::setresgid(crate::SANDBOX_GID).map_err(at(stage::IDS))?;
+    sys::setresuid(crate::SANDBOX_UID).map_err(at(stage::IDS))?;
+    sys::raise_all_caps().map_err(at(stage::CAPS_RAISE))?;
+
+    sys::setsid().map_err(at(stage::SETSID))?;
+    // Unshared only now, after the parent placed us in our cgroup, so that cgroup is our root.
+    sys::unshare(libc::CLONE_NEWCGROUP).map_err(at(stage::CGROUP_NS))?;
+    sys::sethostname(&plan.hostname).map_err(at(stage::HOSTNAME))?;
+
+    build_root(plan)?;
+
+    if plan.loopback {
+        sys::loopback_up().map_err(at(stage::LOOPBACK))?;
+    }
+    for &(res, value) in &plan.rlimits {
+        sys::setrlimit(res, value).map_err(at(stage::RLIMIT))?;
+    }
+    for (target, &fd) in plan.stdio.iter().enumerate() {
+        sys::dup2(fd, target as RawFd).map_err(at(stage::STDIO))?;
+    }
+    // Anything a supervisor thread opened without O_CLOEXEC must not reach the program.
+    sys::cloexec_from(3).map_err(at(stage::CLOSE_FDS))?;
+
+    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(at(stage::NO_NEW_PRIVS))?;
+    if let Some(rules) = &plan.landlock {
+        // SAFETY: the rules were prepared by the parent; apply only makes raw syscalls.
+        unsafe { rules.apply() }.map_err(|(_, e)| (stage::LANDLOCK, e))?;
+    }
+    sys::drop_all_caps().map_err(at(stage::CAPS_DROP))?;
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(at(stage::CAPS_DROP))?;
+    // SAFETY: the program was compiled before the fork; install only makes the seccomp syscall.
+    unsafe { plan.seccomp.install() }.map_err(at(stage::SECCOMP))?;
+    Ok(())
+}
+
+/// Builds the new root in a tmpfs and pivots into it, the way bubblewrap does: pivot first into
+/// a staging tmpfs so the host root is reachable at `/oldroot` for binds (even of sources under
+/// the host's `/tmp`), then pivot into `/newroot` and detach everything else.
+fn build_root(plan: &Plan) -> StageResult {
+    let rec_private = (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong;
+    sys::mount(None, c"/", None, rec_private, None).map_err(at(stage::PRIVATE_ROOT))?;
+    let nosuid_nodev = (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong;
+    sys::mount(
+        Some(c"tmpfs"),
+        STAGE,
+        Some(c"tmpfs"),
+        nosuid_nodev,
+        Some(c"size=65536,mode=0755"),
+    )
+    .map_err(at(stage::STAGE_TMPFS))?;
+    sys::mkdir(STAGE_NEWROOT, 0o755).map_err(at(stage::STAGE_TMPFS))?;
+    sys::mkdir(STAGE_OLDROOT, 0o755).map_err(at(stage::STAGE_TMPFS))?;
+    sys::pivot_root(STAGE, STAGE_OLDROOT).map_err(at(stage::PIVOT_STAGE))?;
+    sys::chdir(c"/").map_err(at(stage::PIVOT_STAGE))?;
+    sys::mount(
+        Some(c"tmpfs"),
+        NEWROOT,
+        Some(c"tmpfs"),
+        nosuid_nodev,
+        Some(&plan.root_options),
+    )
+    .map_err(at(stage::ROOT_TMPFS))?;
+
+    for (i, step) in plan.steps.iter().enumerate() {
+        run_step(step).map_err(|e| (stage::STEP_BASE + i as u32, e))?;
+    }
+
+    sys::umount2(OLDROOT, libc::MNT_DETACH).map_err(at(stage::DETACH_OLDROOT))?;
+    sys::chdir(NEWROOT).map_err(at(stage::PIVOT_ROOT))?;
+    sys::pivot_root(c".", c".").map_err(at(stage::PIVOT_ROOT))?;
+    sys::umount2(c".", libc::MNT_DETACH).map_err(at(stage::PIVOT_ROOT))?;
+    sys::chdir(c"/").map_err(at(stage::PIVOT_ROOT))?;
+    sys::chdir(&plan.cwd).map_err(at(stage::CWD))?;
+    Ok(())
+}
+
+fn run_step(step: &Step) -> sys::SysResult {
+    use sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    let bind = (libc::MS_BIND | libc::MS_REC) as libc::c_ulong;
+    match step {
+        Step::Mkdir { path, mode } => sys::mkdir(path, *mode),
+        Step::Tmpfs {
+            target,
+            options,
+            flags,
+        } => {
+            sys::mkdir(target, 0o755)?;
+            sys::mount(
+                Some(c"tmpfs"),
+                target,
+                Some(c"tmpfs"),
+                *flags,
+                Some(options),
+            )
+        }
+        Step::Bind {
+            source,
+            target,
+            attrs,
+            file,
+        } => {
+            if *file {
+                sys::write_file(target, b"", 0o644)?;
+            } else {
+                sys::mkdir(target, 0o755)?;
+            }
+            match source {
+                BindSource::Tree(fd) => sys::move_mount(fd.as_raw_fd(), target),
+                BindSource::Path(path) => {
+                    sys::mount(Some(path), target, None, bind, None)?;
+                    sys::mount_setattr_recursive(target, *attrs)
+                }
+            }
+        }
+        Step::File {
+            path,
+            contents,
+            mode,
+        } => sys::write_file(path, contents, *mode),
+        Step::Symlink { target, link } => sys::symlink(target, link),
+        Step::Proc { target } => {
+            sys::mkdir(target, 0o555)?;
+            let flags = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong;
+            sys::mount(Some(c"proc"), target, Some(c"proc"), flags, None)
+        }
+        Step::MaskFile { target } => {
+            match sys::mount(Some(c"/newroot/dev/null"), target, None, bind, None) {
+                Err(libc::ENOENT) => Ok(()),
+                r => r,
+            }
+        }
+        Step::MaskDir { target } => {
+            let flags = (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
+                as libc::c_ulong;
+            match sys::mount(
+                Some(c"tmpfs"),
+                target,
+                Some(c"tmpfs"),
+                flags,
+                Some(c"size=0,mode=0555"),
+            ) {
+                Err(libc::ENOENT) => Ok(()),
+                r => r,
+            }
+        }
+        Step::ReadOnly { target } => match sys::mount(Some(target), target, None, bind, None) {
+            Err(libc::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => sys::mount_setattr_recursive(
+                target,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            ),
+        },
+        Step::RemountReadOnly { target } => {
+            let flags = (libc::MS_REMOUNT
+                | libc::MS_BIND
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV) as libc::c_ulong;
+            sys::mount(None, target, None, flags, None)
+        }
+    }
+}

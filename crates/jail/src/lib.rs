@@ -1,0 +1,26 @@
+//! airlock's jail: turns a [`Policy`] and an argv into an isolated child and reports how it ended.
+//!
+//! It knows nothing of languages or packages. Linux only, synchronous, and the only crate of
+//! airlock that contains `unsafe` (in the syscall modules `sys`, `child`, `seccomp`, `landlock`).
+
+#![cfg(target_os = "linux")]
+
+#[path = "cgroup_stub.rs"]
+pub mod cgroup;
+mod child;
+mod error;
+mod landlock;
+mod policy;
+pub mod probe;
+mod seccomp;
+mod spawn;
+mod supervise;
+mod sys;
+mod uid;
+
+pub use error::{JailError, Result};
+pub use policy::{
+    CgroupMode, File, Limits, Mount, Network, Policy, SANDBOX_GID, SANDBOX_UID, SANDBOX_USER,
+};
+pub use spawn::{Command, Sandbox};
+pub use supervise::{Outcome, Stream, Timing, Usage};

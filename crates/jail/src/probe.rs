@@ -1,0 +1,182 @@
+//! What this host offers each isolation layer, for `airlock doctor`. Describes; never fails.
+
+use std::path::Path;
+
+use crate::{Command, Policy, Sandbox, cgroup, landlock, sys};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// The layer works.
+    Ok,
+    /// Works, with a caveat worth knowing.
+    Warn,
+    /// Missing: runs are refused (or the layer is skipped, where the contract allows).
+    Missing,
+}
+
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub layer: &'static str,
+    pub level: Level,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+fn check(layer: &'static str, level: Level, detail: impl Into<String>, fix: Option<&str>) -> Check {
+    Check {
+        layer,
+        level,
+        detail: detail.into(),
+        fix: fix.map(str::to_owned),
+    }
+}
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// Every layer, in the order a sandbox is built.
+pub fn host_checks() -> Vec<Check> {
+    let mut out = Vec::new();
+    let root = sys::geteuid() == 0;
+    out.push(check(
+        "identity",
+        Level::Ok,
+        if root {
+            "running as root: each sandbox maps to its own unprivileged host uid".to_owned()
+        } else {
+            format!(
+                "running as uid {}: sandboxes map to this uid inside a user namespace",
+                sys::geteuid()
+            )
+        },
+        None,
+    ));
+
+    let max_userns = read("/proc/sys/user/max_user_namespaces").and_then(|s| s.parse::<u64>().ok());
+    let restricted =
+        read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1");
+    let clone_off = read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0");
+    out.push(match max_userns {
+        Some(0) | None => check(
+            "user namespaces",
+            Level::Missing,
+            "user.max_user_namespaces is 0 or unreadable",
+            Some("sysctl -w user.max_user_namespaces=65536"),
+        ),
+        Some(n) if !root && (restricted || clone_off) => check(
+            "user namespaces",
+            Level::Missing,
+            format!("limit {n}, but unprivileged creation is restricted"),
+            Some("sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (or kernel.unprivileged_userns_clone=1)"),
+        ),
+        Some(n) => check("user namespaces", Level::Ok, format!("available (limit {n})"), None),
+    });
+
+    let cg = cgroup::probe();
+    out.push(match &cg.usable {
+        Ok(()) => check("cgroups", Level::Ok, cg.describe(), None),
+        Err(why) => Check {
+            layer: "cgroups",
+            level: Level::Missing,
+            detail: cg.describe(),
+            fix: Some(why.clone()),
+        },
+    });
+
+    let seccomp = read("/proc/self/status").and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Seccomp:"))
+            .map(str::to_owned)
+    });
+    out.push(match seccomp {
+        Some(_) => check("seccomp", Level::Ok, "seccomp-bpf filters available", None),
+        None => check(
+            "seccomp",
+            Level::Missing,
+            "kernel without CONFIG_SECCOMP_FILTER",
+            Some("use a kernel with seccomp filter support"),
+        ),
+    });
+
+    out.push(match landlock::abi_version() {
+        Some(abi) => check("landlock", Level::Ok, format!("ABI version {abi}"), None),
+        None => check(
+            "landlock",
+            Level::Warn,
+            "not available: runs continue without this defense-in-depth layer",
+            Some("boot with `lsm=landlock,...` on a kernel >= 5.13 with CONFIG_SECURITY_LANDLOCK"),
+        ),
+    });
+
+    out.push(kvm());
+
+    let trial = Sandbox::spawn(&Policy::default_for_probe(), &Command::new("/bin/true"))
+        .and_then(|s| s.wait(|_, _| {}));
+    out.push(match trial {
+        Ok(o) if o.exit_code == Some(0) => check(
+            "trial sandbox",
+            Level::Ok,
+            format!(
+                "/bin/true ran fully isolated in {:.1} ms",
+                o.timing.total.as_secs_f64() * 1e3
+            ),
+            None,
+        ),
+        Ok(o) => check(
+            "trial sandbox",
+            Level::Missing,
+            format!("/bin/true ended with {:?}/{:?}", o.exit_code, o.signal),
+            None,
+        ),
+        Err(e) => check("trial sandbox", Level::Missing, e.to_string(), None),
+    });
+    out
+}
+
+fn kvm() -> Check {
+    if !Path::new("/dev/kvm").exists() {
+        return check(
+            "kvm",
+            Level::Warn,
+            "/dev/kvm absent (airlock does not need it)",
+            None,
+        );
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let hw = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    let pvm = Path::new("/sys/module/kvm_pvm").exists();
+    let detail = match (hw, pvm) {
+        (true, _) => "/dev/kvm present with hardware virtualization (vmx/svm)",
+        (false, true) => {
+            "/dev/kvm present but backed by the PVM module, not hardware virtualization: stock guest kernels do not boot"
+        }
+        (false, false) => "/dev/kvm present without vmx/svm: not hardware virtualization",
+    };
+    check(
+        "kvm",
+        if hw { Level::Ok } else { Level::Warn },
+        detail,
+        None,
+    )
+}
+
+impl Policy {
+    /// The smallest useful policy: system directories only.
+    fn default_for_probe() -> Policy {
+        let mounts = ["/usr", "/bin", "/lib", "/lib64"]
+            .iter()
+            .filter(|p| Path::new(p).exists())
+            .map(|p| crate::Mount::same(*p))
+            .collect();
+        Policy {
+            mounts,
+            ..Policy::default()
+        }
+    }
+}

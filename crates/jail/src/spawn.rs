@@ -1,0 +1,739 @@
+//! The parent's side of starting a sandbox: turn a `Policy` into a `Plan`, clone the child into
+//! fresh namespaces, write its uid/gid maps and cgroup membership, release it, and learn whether
+//! it reached `execve`.
+
+use std::collections::BTreeSet;
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::Instant;
+
+use crate::cgroup::{Cgroup, CgroupLimits};
+use crate::child::{self, BindSource, NEWROOT, OLDROOT, Plan, Step, stage};
+use crate::error::{JailError, Result};
+use crate::landlock::{self, LandlockRules};
+use crate::policy::{CgroupMode, Network, Policy, SANDBOX_GID, SANDBOX_UID, SANDBOX_USER};
+use crate::sys::{self, CloneArgs};
+use crate::uid::{self, HostIdentity};
+use crate::{Limits, seccomp};
+
+/// The program to run inside the sandbox: a path inside the sandbox and its arguments.
+#[derive(Clone, Debug)]
+pub struct Command {
+    program: PathBuf,
+    args: Vec<OsString>,
+}
+
+impl Command {
+    pub fn new(program: impl Into<PathBuf>) -> Command {
+        Command {
+            program: program.into(),
+            args: Vec::new(),
+        }
+    }
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Command {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Command {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+}
+
+/// A running sandbox. Dropping it kills everything inside and removes its cgroup.
+pub struct Sandbox {
+    pub(crate) pid: libc::pid_t,
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) stderr: Option<OwnedFd>,
+    pub(crate) cgroup: Option<Cgroup>,
+    pub(crate) limits: Limits,
+    pub(crate) started: Instant,
+    pub(crate) released: Instant,
+    pub(crate) execed: Instant,
+    pub(crate) reaped: bool,
+    pub(crate) _identity: HostIdentity,
+}
+
+impl Sandbox {
+    /// Starts `cmd` under `policy`. Returns once the program has been exec'd inside the
+    /// sandbox; any failure before that is an error and leaves nothing behind.
+    pub fn spawn(policy: &Policy, cmd: &Command) -> Result<Sandbox> {
+        let started = Instant::now();
+        policy.validate()?;
+        if !cmd.program.is_absolute() {
+            return Err(JailError::Policy {
+                field: "program".into(),
+                why: format!(
+                    "{} must be an absolute path inside the sandbox",
+                    cmd.program.display()
+                ),
+            });
+        }
+        let identity = uid::allocate()?;
+        let cgroup = create_cgroup(policy)?;
+        let seccomp = seccomp::program()?;
+
+        let (sync_read, sync_write) = pipe()?;
+        let (error_read, error_write) = pipe()?;
+        let (stdout_read, stdout_write) = pipe()?;
+        let (stderr_read, stderr_write) = pipe()?;
+        let stdin = std::fs::File::open("/dev/null")
+            .map_err(|e| JailError::host("opening /dev/null", e))?;
+        let stdin = at_least_3(OwnedFd::from(stdin))?;
+
+        let mut plan = build_plan(policy, cmd, &identity, cgroup.is_some())?;
+        plan.seccomp = seccomp;
+        plan.stdio = [
+            stdin.as_raw_fd(),
+            stdout_write.as_raw_fd(),
+            stderr_write.as_raw_fd(),
+        ];
+        plan.parent_fds = vec![
+            sync_write.as_raw_fd(),
+            error_read.as_raw_fd(),
+            stdout_read.as_raw_fd(),
+            stderr_read.as_raw_fd(),
+        ];
+        plan.sync_read = sync_read.as_raw_fd();
+        plan.error_write = error_write.as_raw_fd();
+
+        let mut flags = libc::CLONE_NEWUSER
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS;
+        if policy.network == Network::None {
+            flags |= libc::CLONE_NEWNET;
+        }
+        let mut pidfd: RawFd = -1;
+        let mut args = CloneArgs {
+            flags: flags as u64 | sys::CLONE_PIDFD,
+            pidfd: &mut pidfd as *mut RawFd as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            ..CloneArgs::default()
+        };
+        if let Some(fd) = cgroup.as_ref().and_then(|c| c.dir_fd()) {
+            args.flags |= sys::CLONE_INTO_CGROUP;
+            args.cgroup = fd.as_raw_fd() as u64;
+        }
+        let pid = clone_on_spawner(&plan, args).map_err(|e| {
+            let e = io::Error::from_raw_os_error(e);
+            match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::ENOSPC) | Some(libc::EINVAL) => JailError::Unavailable {
+                    layer: "namespaces",
+                    why: format!("clone3 of user/mount/pid/ipc/uts/net namespaces failed: {e}"),
+                    fix: "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, \
+                          user.max_user_namespaces > 0, and on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0); \
+                          run `airlock doctor`"
+                        .into(),
+                },
+                _ => JailError::host("clone3 of the sandbox", e),
+            }
+        })?;
+        // SAFETY: clone3 with CLONE_PIDFD stored a new descriptor that we now own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        drop((sync_read, error_write, stdout_write, stderr_write, stdin));
+
+        let mut sandbox = Sandbox {
+            pid,
+            pidfd,
+            stdout: Some(stdout_read),
+            stderr: Some(stderr_read),
+            cgroup,
+            limits: policy.limits.clone(),
+            started,
+            released: started,
+            execed: started,
+            reaped: false,
+            _identity: identity,
+        };
+        // From here on, dropping `sandbox` on an error kills and reaps the child.
+        sandbox.release(sync_write, &identity_maps(&sandbox._identity))?;
+        sandbox.released = Instant::now();
+        sandbox.await_exec(error_read, cmd, &plan)?;
+        sandbox.execed = Instant::now();
+        Ok(sandbox)
+    }
+
+    fn release(&mut self, sync_write: OwnedFd, maps: &IdMaps) -> Result<()> {
+        let proc = format!("/proc/{}", self.pid);
+        let write = |file: &str, data: &str| {
+            std::fs::write(format!("{proc}/{file}"), data).map_err(|e| {
+                JailError::host(
+                    format!("writing {data:?} to {proc}/{file} of the sandbox"),
+                    e,
+                )
+            })
+        };
+        if let Some(setgroups) = maps.setgroups {
+            write("setgroups", setgroups)?;
+        }
+        write("gid_map", &maps.gid_map)?;
+        write("uid_map", &maps.uid_map)?;
+        if let Some(cg) = &self.cgroup {
+            if cg.dir_fd().is_none() {
+                cg.attach(self.pid)?;
+            }
+        }
+        sys::write_all(sync_write.as_raw_fd(), b"1").map_err(|e| {
+            JailError::host(
+                "releasing the sandbox child",
+                io::Error::from_raw_os_error(e),
+            )
+        })
+    }
+
+    fn await_exec(&mut self, error_read: OwnedFd, cmd: &Command, plan: &Plan) -> Result<()> {
+        let mut msg = [0u8; 8];
+        let n = sys::read_full(error_read.as_raw_fd(), &mut msg).map_err(|e| {
+            JailError::host(
+                "reading the sandbox's setup status",
+                io::Error::from_raw_os_error(e),
+            )
+        })?;
+        if n == 0 {
+            return Ok(()); // the error pipe closed on exec
+        }
+        let code = u32::from_ne_bytes(msg[..4].try_into().unwrap_or_default());
+        let errno = i32::from_ne_bytes(msg[4..].try_into().unwrap_or_default());
+        let source = io::Error::from_raw_os_error(errno);
+        if code == stage::EXEC {
+            return Err(JailError::Exec {
+                program: cmd.program.display().to_string(),
+                source,
+            });
+        }
+        if code >= stage::STEP_BASE {
+            if let Some(step) = plan.steps.get((code - stage::STEP_BASE) as usize) {
+                let path = step.path().to_string_lossy();
+                let path = path.strip_prefix("/newroot").unwrap_or(&path);
+                return Err(JailError::Setup {
+                    stage: step.name(),
+                    detail: format!(" of {path}"),
+                    source,
+                });
+            }
+        }
+        Err(JailError::Setup {
+            stage: stage::name(code),
+            detail: String::new(),
+            source,
+        })
+    }
+
+    /// The sandbox's init process as seen from the host.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Kills every process of the sandbox now.
+    pub fn kill(&self) {
+        let _ = sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);
+        if let Some(cg) = &self.cgroup {
+            if !cg.kill() {
+                for pid in cg.pids() {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            let _ = sys::wait4(self.pid, false);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("removing the sandbox cgroup: {e}");
+            }
+        }
+    }
+}
+
+struct IdMaps {
+    setgroups: Option<&'static str>,
+    uid_map: String,
+    gid_map: String,
+}
+
+fn identity_maps(id: &HostIdentity) -> IdMaps {
+    IdMaps {
+        // An unprivileged writer may map only its own ids, and only after giving up setgroups.
+        setgroups: if id.privileged { None } else { Some("deny") },
+        uid_map: format!("{SANDBOX_UID} {} 1\n", id.uid),
+        gid_map: format!("{SANDBOX_GID} {} 1\n", id.gid),
+    }
+}
+
+fn create_cgroup(policy: &Policy) -> Result<Option<Cgroup>> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "run-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let l = &policy.limits;
+    let limits = CgroupLimits {
+        memory_bytes: l.memory_bytes,
+        pids: l.pids,
+        cpu_millis: l.cpu_millis,
+    };
+    match Cgroup::create(&name, &limits) {
+        Ok(cg) => Ok(Some(cg)),
+        Err(e @ JailError::Unavailable { .. }) if policy.cgroup == CgroupMode::BestEffort => {
+            tracing::warn!("running without cgroup limits (weak-limits opt-in): {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = sys::pipe()
+        .map_err(|e| JailError::host("creating a pipe", io::Error::from_raw_os_error(e)))?;
+    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) };
+    Ok((at_least_3(r)?, at_least_3(w)?))
+}
+
+/// Moves a descriptor to 3 or above, so placing the child's stdio on 0..2 cannot clobber it
+/// (a supervisor started with closed stdio hands out 0..2 for new descriptors).
+fn at_least_3(fd: OwnedFd) -> Result<OwnedFd> {
+    if fd.as_raw_fd() >= 3 {
+        return Ok(fd);
+    }
+    let moved = sys::dup_at_least(fd.as_raw_fd(), 3).map_err(|e| {
+        JailError::host(
+            "moving a descriptor above stdio",
+            io::Error::from_raw_os_error(e),
+        )
+    })?;
+    // SAFETY: dup_at_least returned a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
+
+fn cstr(bytes: impl AsRef<[u8]>, what: &str) -> Result<CString> {
+    CString::new(bytes.as_ref().to_vec()).map_err(|_| JailError::Policy {
+        field: what.into(),
+        why: "contains a NUL byte".into(),
+    })
+}
+
+fn in_newroot(p: &Path) -> Result<CString> {
+    let mut v = NEWROOT.to_bytes().to_vec();
+    v.extend_from_slice(p.as_os_str().as_bytes());
+    cstr(v, "path")
+}
+
+/// Ordered construction of the steps, creating parent directories once.
+struct Steps {
+    steps: Vec<Step>,
+    /// Whether the supervisor may clone mount trees itself (it is root).
+    privileged: bool,
+    made: BTreeSet<PathBuf>,
+    mounted: Vec<PathBuf>,
+}
+
+impl Steps {
+    fn parents(&mut self, target: &Path) -> Result<()> {
+        let mut ancestors: Vec<&Path> = target
+            .ancestors()
+            .skip(1)
+            .filter(|a| *a != Path::new("/"))
+            .collect();
+        ancestors.reverse();
+        for a in ancestors {
+            // Below a bind, the directory comes from the bound source: never create it there.
+            if self.mounted.iter().any(|m| a.starts_with(m)) {
+                continue;
+            }
+            if self.made.insert(a.to_path_buf()) {
+                self.steps.push(Step::Mkdir {
+                    path: in_newroot(a)?,
+                    mode: 0o755,
+                });
+            }
+        }
+        Ok(())
+    }
+    fn dir(&mut self, target: &Path) -> Result<()> {
+        self.parents(target)?;
+        if self.made.insert(target.to_path_buf()) {
+            self.steps.push(Step::Mkdir {
+                path: in_newroot(target)?,
+                mode: 0o755,
+            });
+        }
+        Ok(())
+    }
+    fn file(&mut self, target: &Path, contents: Vec<u8>, mode: u32) -> Result<()> {
+        self.parents(target)?;
+        self.steps.push(Step::File {
+            path: in_newroot(target)?,
+            contents,
+            mode,
+        });
+        Ok(())
+    }
+    /// A read-only or writable bind; a host symlink is reproduced as a symlink instead.
+    fn bind(&mut self, source: &Path, target: &Path, attrs: u64) -> Result<()> {
+        let meta = match std::fs::symlink_metadata(source) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(JailError::host(
+                    format!("inspecting {}", source.display()),
+                    e,
+                ));
+            }
+        };
+        self.parents(target)?;
+        if meta.file_type().is_symlink() {
+            let dest = std::fs::read_link(source)
+                .map_err(|e| JailError::host(format!("reading symlink {}", source.display()), e))?;
+            self.steps.push(Step::Symlink {
+                target: cstr(dest.as_os_str().as_bytes(), "symlink")?,
+                link: in_newroot(target)?,
+            });
+            return Ok(());
+        }
+        let source = if self.privileged {
+            // Cloned here, by the supervisor: the child is already an unprivileged host uid and
+            // could not traverse, say, a private home to an interpreter prefix. Attributes set
+            // now, by host root, are locked for the sandbox.
+            let path = cstr(source.as_os_str().as_bytes(), "mount source")?;
+            let fd = sys::open_tree_clone(&path)
+                .and_then(|fd| {
+                    // SAFETY: open_tree returned a fresh descriptor we own.
+                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                    sys::mount_setattr_fd(fd.as_raw_fd(), attrs).map(|()| fd)
+                })
+                .map_err(|e| {
+                    JailError::host(
+                        format!("cloning bind source {}", source.display()),
+                        io::Error::from_raw_os_error(e),
+                    )
+                })?;
+            BindSource::Tree(at_least_3(fd)?)
+        } else {
+            let mut v = OLDROOT.to_bytes().to_vec();
+            v.extend_from_slice(source.as_os_str().as_bytes());
+            BindSource::Path(cstr(v, "mount source")?)
+        };
+        self.steps.push(Step::Bind {
+            source,
+            target: in_newroot(target)?,
+            attrs,
+            file: !meta.is_dir(),
+        });
+        self.mounted.push(target.to_path_buf());
+        Ok(())
+    }
+    fn tmpfs(&mut self, target: &Path, bytes: u64, mode: u32, flags: libc::c_ulong) -> Result<()> {
+        self.parents(target)?;
+        self.made.insert(target.to_path_buf());
+        self.steps.push(Step::Tmpfs {
+            target: in_newroot(target)?,
+            options: cstr(format!("size={bytes},mode={mode:o}"), "tmpfs")?,
+            flags,
+        });
+        self.mounted.push(target.to_path_buf());
+        Ok(())
+    }
+}
+
+const RO: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+const RW: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// Host files that a synthesized `/etc` borrows, read-only. Never the whole host `/etc`.
+const ETC_FROM_HOST: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
+    "/etc/ca-certificates.conf",
+    "/etc/alternatives",
+    "/etc/protocols",
+    "/etc/services",
+    "/etc/mime.types",
+];
+
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
+
+/// /proc entries hidden (masked) or made read-only, as container runtimes do.
+const PROC_MASK_FILES: &[&str] = &[
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "kallsyms",
+    "kmsg",
+];
+const PROC_MASK_DIRS: &[&str] = &["acpi", "asound", "scsi", "driver"];
+const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "bus", "fs", "irq"];
+
+pub(crate) fn build_plan(
+    policy: &Policy,
+    cmd: &Command,
+    id: &HostIdentity,
+    has_cgroup: bool,
+) -> Result<Plan> {
+    let l = &policy.limits;
+    let mut s = Steps {
+        steps: Vec::new(),
+        privileged: id.privileged,
+        made: BTreeSet::new(),
+        mounted: Vec::new(),
+    };
+    let nosuid_nodev = (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong;
+
+    // /etc first: user mounts may add files below it.
+    s.dir(Path::new("/etc"))?;
+    let h = &policy.hostname;
+    let passwd =
+        format!("{SANDBOX_USER}:x:{SANDBOX_UID}:{SANDBOX_GID}:{SANDBOX_USER}:/workspace:/bin/sh\n");
+    s.file(Path::new("/etc/passwd"), passwd.into_bytes(), 0o644)?;
+    s.file(
+        Path::new("/etc/group"),
+        format!("{SANDBOX_USER}:x:{SANDBOX_GID}:\n").into_bytes(),
+        0o644,
+    )?;
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n"
+    );
+    s.file(Path::new("/etc/hosts"), hosts.into_bytes(), 0o644)?;
+    s.file(
+        Path::new("/etc/hostname"),
+        format!("{h}\n").into_bytes(),
+        0o644,
+    )?;
+    let resolv = match policy.network {
+        Network::Host => std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+        Network::None => b"# no network in this sandbox\n".to_vec(),
+    };
+    s.file(Path::new("/etc/resolv.conf"), resolv, 0o644)?;
+    s.file(
+        Path::new("/etc/nsswitch.conf"),
+        b"passwd: files\ngroup: files\nhosts: files dns\n".to_vec(),
+        0o644,
+    )?;
+    for etc in ETC_FROM_HOST {
+        s.bind(Path::new(etc), Path::new(etc), RO)?;
+    }
+
+    let mut mounts: Vec<_> = policy.mounts.iter().collect();
+    mounts.sort_by_key(|m| m.target.components().count());
+    for m in mounts {
+        s.bind(&m.source, &m.target, if m.writable { RW } else { RO })?;
+    }
+    let mut root_bytes: u64 = 1 << 20;
+    for f in &policy.files {
+        root_bytes += f.contents.len() as u64 + 4096;
+        s.file(&f.target, f.contents.clone(), f.mode)?;
+    }
+
+    // /dev: a small tmpfs holding binds of a few harmless host devices.
+    // Not nodev: the device binds below need device access (each bind carries its own flags).
+    s.tmpfs(
+        Path::new("/dev"),
+        65536,
+        0o755,
+        (libc::MS_NOSUID | libc::MS_NOEXEC) as libc::c_ulong,
+    )?;
+    for d in DEVICES {
+        let p = PathBuf::from(format!("/dev/{d}"));
+        s.bind(&p, &p, sys::MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)?;
+    }
+    for (link, dest) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        s.steps.push(Step::Symlink {
+            target: cstr(dest, "symlink")?,
+            link: in_newroot(&Path::new("/dev").join(link))?,
+        });
+    }
+    s.tmpfs(Path::new("/dev/shm"), l.shm_bytes, 0o1777, nosuid_nodev)?;
+    s.steps.push(Step::RemountReadOnly {
+        target: in_newroot(Path::new("/dev"))?,
+    });
+
+    s.tmpfs(Path::new("/tmp"), l.tmp_bytes, 0o1777, nosuid_nodev)?;
+    match &policy.workspace {
+        Some(host_dir) => s.bind(host_dir, Path::new("/workspace"), RW)?,
+        None => s.tmpfs(
+            Path::new("/workspace"),
+            l.workspace_bytes,
+            0o755,
+            nosuid_nodev,
+        )?,
+    }
+
+    s.parents(Path::new("/proc"))?;
+    s.steps.push(Step::Proc {
+        target: in_newroot(Path::new("/proc"))?,
+    });
+    for f in PROC_MASK_FILES {
+        s.steps.push(Step::MaskFile {
+            target: in_newroot(&Path::new("/proc").join(f))?,
+        });
+    }
+    for d in PROC_MASK_DIRS {
+        s.steps.push(Step::MaskDir {
+            target: in_newroot(&Path::new("/proc").join(d))?,
+        });
+    }
+    for p in PROC_READ_ONLY {
+        s.steps.push(Step::ReadOnly {
+            target: in_newroot(&Path::new("/proc").join(p))?,
+        });
+    }
+    s.steps.push(Step::RemountReadOnly {
+        target: NEWROOT.to_owned(),
+    });
+
+    let cpu_seconds = if l.cpu_seconds > 0 {
+        l.cpu_seconds
+    } else {
+        l.wall_timeout.as_secs() + 2
+    };
+    let mut rlimits = vec![
+        (libc::RLIMIT_NOFILE, l.open_files),
+        (libc::RLIMIT_FSIZE, l.file_size_bytes),
+        (libc::RLIMIT_CORE, 0),
+        (libc::RLIMIT_CPU, cpu_seconds),
+    ];
+    match (l.data_bytes, has_cgroup) {
+        (Some(d), _) => rlimits.push((libc::RLIMIT_DATA, d)),
+        (None, false) => rlimits.push((libc::RLIMIT_DATA, l.memory_bytes)),
+        (None, true) => {}
+    }
+    if id.privileged {
+        // The host uid is this run's alone, so RLIMIT_NPROC counts exactly its processes.
+        rlimits.push((libc::RLIMIT_NPROC, l.pids));
+    }
+
+    let landlock = landlock::abi_version().map(|abi| {
+        let mut rw: Vec<&Path> = ["/tmp", "/workspace", "/dev/shm"]
+            .iter()
+            .map(Path::new)
+            .collect();
+        let devs: Vec<PathBuf> = DEVICES
+            .iter()
+            .map(|d| PathBuf::from(format!("/dev/{d}")))
+            .collect();
+        rw.extend(devs.iter().map(PathBuf::as_path));
+        rw.extend(
+            policy
+                .mounts
+                .iter()
+                .filter(|m| m.writable)
+                .map(|m| m.target.as_path()),
+        );
+        LandlockRules::new(abi, &[Path::new("/")], &rw)
+    });
+
+    let argv: Vec<CString> = std::iter::once(cmd.program.as_os_str())
+        .chain(cmd.args.iter().map(OsString::as_os_str))
+        .map(|a| cstr(a.as_bytes(), "argv"))
+        .collect::<Result<_>>()?;
+    let envp: Vec<CString> = policy
+        .env
+        .iter()
+        .map(|(k, v)| cstr(format!("{k}={v}"), "env"))
+        .collect::<Result<_>>()?;
+    let ptrs = |v: &[CString]| {
+        v.iter()
+            .map(|c| c.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+
+    Ok(Plan {
+        argv_ptrs: ptrs(&argv),
+        envp_ptrs: ptrs(&envp),
+        steps: s.steps,
+        root_options: cstr(format!("size={root_bytes},mode=755"), "root")?,
+        hostname: policy.hostname.as_bytes().to_vec(),
+        loopback: policy.network == Network::None,
+        clear_groups: id.privileged,
+        rlimits,
+        cwd: cstr(policy.cwd.as_os_str().as_bytes(), "cwd")?,
+        program: cstr(cmd.program.as_os_str().as_bytes(), "program")?,
+        argv,
+        envp,
+        landlock,
+        seccomp: seccomp::program()?,
+        stdio: [-1; 3],
+        parent_fds: Vec::new(),
+        sync_read: -1,
+        error_write: -1,
+    })
+}
+
+struct CloneRequest {
+    plan: *const Plan,
+    args: CloneArgs,
+    reply: mpsc::SyncSender<sys::SysResult<libc::pid_t>>,
+}
+
+// SAFETY: the plan pointer is only dereferenced by the spawner thread while the requesting
+// thread blocks on the reply, so the plan outlives every use; the child gets its own copy.
+unsafe impl Send for CloneRequest {}
+
+/// Clones on one long-lived thread: the child's parent-death signal fires when the *thread*
+/// that created it exits, and runtime worker threads come and go.
+fn clone_on_spawner(plan: &Plan, args: CloneArgs) -> sys::SysResult<libc::pid_t> {
+    static SPAWNER: OnceLock<Option<Mutex<mpsc::Sender<CloneRequest>>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<CloneRequest>();
+        let started = std::thread::Builder::new()
+            .name("airlock-spawner".into())
+            .spawn(move || {
+                for req in rx {
+                    let mut args = req.args;
+                    // SAFETY: in the child only `child::run` executes, which is async-signal-safe
+                    // and never returns; the plan pointer is valid (see CloneRequest).
+                    match unsafe { sys::clone3(&mut args) } {
+                        Ok(0) => child::run(unsafe { &*req.plan }),
+                        r => {
+                            let _ = req.reply.send(r);
+                        }
+                    }
+                }
+            });
+        started.ok().map(|_| Mutex::new(tx))
+    });
+    let Some(tx) = tx else {
+        return Err(libc::EAGAIN);
+    };
+    let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+    let req = CloneRequest {
+        plan,
+        args,
+        reply: reply_tx,
+    };
+    let sent = tx.lock().map(|tx| tx.send(req).is_ok()).unwrap_or(false);
+    if !sent {
+        return Err(libc::EAGAIN);
+    }
+    reply_rx.recv().unwrap_or(Err(libc::EAGAIN))
+}

@@ -1,0 +1,552 @@
+//! Thin wrappers over the raw syscalls the jail uses. They never allocate, lock or format, so the
+//! child may call them between `clone` and `execve` (async-signal-safe). Each returns the errno
+//! on failure.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+use std::ptr;
+
+pub(crate) type SysResult<T = ()> = Result<T, i32>;
+
+fn errno() -> i32 {
+    // SAFETY: __errno_location returns a valid pointer to the calling thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+fn check(ret: libc::c_long) -> SysResult<libc::c_long> {
+    if ret < 0 { Err(errno()) } else { Ok(ret) }
+}
+
+fn check_int(ret: libc::c_int) -> SysResult<libc::c_int> {
+    if ret < 0 { Err(errno()) } else { Ok(ret) }
+}
+
+fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(ptr::null(), |s| s.as_ptr())
+}
+
+pub(crate) fn mount(
+    src: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> SysResult {
+    // SAFETY: every pointer is either null or a NUL-terminated string that outlives the call.
+    let r = unsafe {
+        libc::mount(
+            opt_ptr(src),
+            target.as_ptr(),
+            opt_ptr(fstype),
+            flags,
+            opt_ptr(data).cast(),
+        )
+    };
+    check_int(r).map(drop)
+}
+
+pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> SysResult {
+    // SAFETY: target is a valid C string.
+    check_int(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+}
+
+/// `struct mount_attr` of <linux/mount.h>.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// Sets mount attributes on `path` and, unlike `MS_REMOUNT|MS_BIND`, on every mount below it.
+pub(crate) fn mount_setattr_recursive(path: &CStr, set: u64) -> SysResult {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: path is a valid C string; attr is a valid mount_attr of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE | libc::AT_NO_AUTOMOUNT,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(r).map(drop)
+}
+
+/// Clones the mount tree at `path` into a detached mount (as a bind would) and returns its fd.
+/// Done by the supervisor, so paths resolve with its full host permissions.
+pub(crate) fn open_tree_clone(path: &CStr) -> SysResult<RawFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_RECURSIVE as libc::c_uint
+        | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint;
+    // SAFETY: path is a valid C string; the returned fd is owned by the caller.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    check(r).map(|fd| fd as RawFd)
+}
+
+/// Applies mount attributes to a detached mount tree and everything below it.
+pub(crate) fn mount_setattr_fd(fd: RawFd, set: u64) -> SysResult {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: fd is a mount fd we own; attr is a valid mount_attr of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(r).map(drop)
+}
+
+/// Attaches a detached mount tree at `target`.
+pub(crate) fn move_mount(fd: RawFd, target: &CStr) -> SysResult {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    // SAFETY: fd is a detached mount fd; target is a valid C string.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check(r).map(drop)
+}
+
+pub(crate) fn pivot_root(new_root: &CStr, put_old: &CStr) -> SysResult {
+    // SAFETY: both are valid C strings.
+    let r = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+    check(r).map(drop)
+}
+
+pub(crate) fn mkdir(path: &CStr, mode: u32) -> SysResult {
+    // SAFETY: path is a valid C string.
+    match check_int(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+        Err(libc::EEXIST) => Ok(()),
+        r => r.map(drop),
+    }
+}
+
+pub(crate) fn chdir(path: &CStr) -> SysResult {
+    // SAFETY: path is a valid C string.
+    check_int(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+}
+
+pub(crate) fn symlink(target: &CStr, link: &CStr) -> SysResult {
+    // SAFETY: both are valid C strings.
+    check_int(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }).map(drop)
+}
+
+pub(crate) fn open(path: &CStr, flags: libc::c_int, mode: u32) -> SysResult<RawFd> {
+    // SAFETY: path is a valid C string; the returned fd is owned by the caller.
+    check_int(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode) })
+}
+
+pub(crate) fn close(fd: RawFd) {
+    // SAFETY: closing an fd we own; errors are irrelevant here.
+    unsafe { libc::close(fd) };
+}
+
+pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> SysResult {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid slice for its length.
+        match check(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) } as libc::c_long) {
+            Ok(n) => buf = &buf[n as usize..],
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads into `buf` until it is full or EOF; returns the bytes read.
+pub(crate) fn read_full(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        // SAFETY: the destination is the unfilled tail of buf.
+        let r = unsafe { libc::read(fd, buf[n..].as_mut_ptr().cast(), buf.len() - n) };
+        match check(r as libc::c_long) {
+            Ok(0) => break,
+            Ok(k) => n += k as usize,
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Creates (or truncates) `path` and writes `data` to it.
+pub(crate) fn write_file(path: &CStr, data: &[u8], mode: u32) -> SysResult {
+    let fd = open(
+        path,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
+        mode,
+    )?;
+    let r = write_all(fd, data);
+    close(fd);
+    r
+}
+
+/// Duplicates `fd` onto the lowest free descriptor >= `min`, close-on-exec.
+pub(crate) fn dup_at_least(fd: RawFd, min: RawFd) -> SysResult<RawFd> {
+    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor.
+    check_int(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })
+}
+
+pub(crate) fn dup2(old: RawFd, new: RawFd) -> SysResult {
+    // SAFETY: plain fd duplication.
+    check_int(unsafe { libc::dup2(old, new) }).map(drop)
+}
+
+pub(crate) fn prctl(option: libc::c_int, arg: libc::c_ulong) -> SysResult {
+    // SAFETY: the prctl options used take integer arguments only.
+    check_int(unsafe {
+        libc::prctl(
+            option,
+            arg,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })
+    .map(drop)
+}
+
+pub(crate) fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> SysResult {
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: lim is a valid rlimit.
+    check_int(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
+}
+
+pub(crate) fn setresuid(uid: u32) -> SysResult {
+    // SAFETY: raw syscall (not the glibc wrapper, which would signal every thread of the process).
+    check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
+}
+
+pub(crate) fn setresgid(gid: u32) -> SysResult {
+    // SAFETY: raw syscall, as above.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
+}
+
+pub(crate) fn clear_groups() -> SysResult {
+    // SAFETY: raw syscall with an empty list.
+    check(unsafe { libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) }).map(drop)
+}
+
+pub(crate) fn setsid() -> SysResult {
+    // SAFETY: no arguments.
+    check_int(unsafe { libc::setsid() }).map(drop)
+}
+
+pub(crate) fn sethostname(name: &[u8]) -> SysResult {
+    // SAFETY: name is a valid slice of the given length.
+    check_int(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
+
+pub(crate) fn unshare(flags: libc::c_int) -> SysResult {
+    // SAFETY: plain flags.
+    check_int(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+fn capset(data: &[CapData; 2]) -> SysResult {
+    let hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: header and two data structs as the v3 ABI requires.
+    check(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) })
+        .map(drop)
+}
+
+/// Makes every permitted capability effective again (after `setresuid` cleared the effective set).
+pub(crate) fn raise_all_caps() -> SysResult {
+    let all = CapData {
+        effective: u32::MAX,
+        permitted: u32::MAX,
+        inheritable: 0,
+    };
+    // The kernel masks the request to what is permitted; asking for all is the simple way.
+    capset(&[all; 2]).or_else(|_| {
+        let mut data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        let hdr = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        // SAFETY: as in capset; capget fills the two structs.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_capget,
+                &hdr as *const CapHeader,
+                data.as_mut_ptr(),
+            )
+        })?;
+        for d in &mut data {
+            d.effective = d.permitted;
+        }
+        capset(&data)
+    })
+}
+
+/// Drops every capability: bounding set, ambient set, then effective/permitted/inheritable.
+pub(crate) fn drop_all_caps() -> SysResult {
+    for cap in 0..64 {
+        match prctl(libc::PR_CAPBSET_DROP, cap) {
+            Ok(()) => {}
+            Err(libc::EINVAL) => break, // past the last capability this kernel knows
+            Err(e) => return Err(e),
+        }
+    }
+    // SAFETY: integer-only prctl.
+    check_int(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
+    capset(
+        &[CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2],
+    )
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub(crate) fn loopback_up() -> SysResult {
+    // SAFETY: plain socket creation.
+    let fd = check_int(unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass.
+    let r = unsafe {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            -1
+        } else {
+            ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr)
+        }
+    };
+    let r = check_int(r).map(drop);
+    close(fd);
+    r
+}
+
+/// Marks every descriptor from `first` upwards close-on-exec.
+pub(crate) fn cloexec_from(first: u32) -> SysResult {
+    // SAFETY: close_range with the CLOEXEC flag only changes descriptor flags.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    })
+    .map(drop)
+}
+
+pub(crate) fn execve(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> i32 {
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers to C strings that live in the
+    // parent-prepared plan, which this process holds a copy of.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    errno()
+}
+
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and runs no atexit handlers or destructors.
+    unsafe { libc::_exit(code) }
+}
+
+// ---- parent-side helpers (may run on any thread) ----
+
+/// `struct clone_args` of <linux/sched.h>.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
+}
+
+pub(crate) const CLONE_PIDFD: u64 = 0x1000;
+pub(crate) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `clone3` with fork semantics (no new stack): returns 0 in the child, the pid in the parent.
+///
+/// # Safety
+/// The caller must only perform async-signal-safe work in the child until it execs or exits:
+/// the child is a copy of this one thread of a possibly multithreaded process.
+pub(crate) unsafe fn clone3(args: &mut CloneArgs) -> SysResult<libc::pid_t> {
+    // SAFETY: args is a valid clone_args of the size passed; the caller upholds the child contract.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    check(r).map(|p| p as libc::pid_t)
+}
+
+pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> SysResult {
+    // SAFETY: pidfd is an fd we own; no siginfo.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            ptr::null::<u8>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+pub(crate) fn kill(pid: i32, sig: i32) -> SysResult {
+    // SAFETY: plain signal delivery.
+    check_int(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Reaps `pid` (which must have exited or be about to) and returns its wait status and usage.
+pub(crate) fn wait4(pid: libc::pid_t, nohang: bool) -> SysResult<Option<(i32, libc::rusage)>> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let flags = if nohang { libc::WNOHANG } else { 0 } | libc::__WALL;
+        // SAFETY: status and ru are valid destinations.
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+        match check_int(r) {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some((status, ru))),
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Takes an OFD lock on one byte of `fd`: per open file description, so it works between threads
+/// of one process as well as between processes, and is released when the descriptor closes.
+pub(crate) fn try_lock_byte(fd: RawFd, offset: u64) -> SysResult<bool> {
+    // SAFETY: flock is plain old data.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as i16;
+    fl.l_whence = libc::SEEK_SET as i16;
+    fl.l_start = offset as i64;
+    fl.l_len = 1;
+    // SAFETY: fl is a valid flock; F_OFD_SETLK does not block.
+    match check_int(unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) }) {
+        Ok(_) => Ok(true),
+        Err(libc::EAGAIN) | Err(libc::EACCES) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+pub(crate) fn getegid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getegid() }
+}
+
+pub(crate) fn pipe() -> SysResult<(RawFd, RawFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    check_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    Ok((fds[0], fds[1]))
+}
+
+pub(crate) fn set_nonblocking(fd: RawFd) -> SysResult {
+    // SAFETY: fcntl on an fd we own.
+    let fl = check_int(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    check_int(unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) }).map(drop)
+}
+
+/// Waits for readiness on `fds` for at most `timeout_ms` (-1: forever).
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> SysResult<usize> {
+    // SAFETY: fds is a valid array of pollfd of the given length.
+    match check_int(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) })
+    {
+        Ok(n) => Ok(n as usize),
+        Err(libc::EINTR) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: buf is a valid destination of its length.
+    check(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long)
+        .map(|n| n as usize)
+}

@@ -1,0 +1,19 @@
+//! airlock's runtime: languages, run requests and results on top of the jail.
+//!
+//! The jail knows nothing of languages; this crate turns "run this Python code with these
+//! limits" into a jail `Policy`, runs it, and reports the result in DESIGN §8's fields, with the
+//! language's own error parsed into `error` and a hint for the common cases.
+
+#[path = "diagnose_stub.rs"]
+pub mod diagnose;
+mod error;
+pub mod language;
+mod request;
+mod result;
+mod run;
+
+pub use diagnose::{ErrorInfo, Language};
+pub use error::RuntimeError;
+pub use request::{MAX_CODE_BYTES, MountSpec, NetworkMode, RunRequest};
+pub use result::{RunResult, Status, TimingMs, UsageInfo};
+pub use run::{Stream, run};

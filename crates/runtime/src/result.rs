@@ -1,0 +1,53 @@
+//! A run's result, with DESIGN §8's field names (shared by the CLI's `--json`, HTTP and Python).
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnose::ErrorInfo;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Error,
+    Timeout,
+    MemoryLimit,
+    Killed,
+    SandboxError,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimingMs {
+    pub setup_ms: f64,
+    pub boot_ms: f64,
+    pub execute_ms: f64,
+    pub total_ms: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageInfo {
+    pub cpu_ms: u64,
+    pub memory_peak_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Captured stdout, decoded as UTF-8 with invalid bytes replaced.
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub error: Option<ErrorInfo>,
+    pub timing: TimingMs,
+    pub usage: UsageInfo,
+    /// "warm" or "cold".
+    pub pool: String,
+    pub environment: Option<String>,
+    /// The raw bytes, for faces that can carry them.
+    #[serde(skip)]
+    pub stdout_bytes: Vec<u8>,
+    #[serde(skip)]
+    pub stderr_bytes: Vec<u8>,
+}

@@ -1,0 +1,162 @@
+//! One cold run: request -> jail policy -> sandbox -> result.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jail::{CgroupMode, Command, File, Limits, Mount, Network, Policy, Sandbox};
+
+pub use jail::Stream;
+
+use crate::diagnose::{self, Ending, Language};
+use crate::error::RuntimeError;
+use crate::language::{self, SYSTEM_PATHS};
+use crate::request::{NetworkMode, RunRequest};
+use crate::result::{RunResult, Status, TimingMs, UsageInfo};
+
+const MIB: u64 = 1 << 20;
+
+/// Runs `req` in a fresh sandbox, passing output to `on_output` as it is produced.
+pub fn run(
+    req: &RunRequest,
+    on_output: impl FnMut(Stream, &[u8]),
+) -> Result<RunResult, RuntimeError> {
+    req.validate()?;
+    let interp = language::locate(req.language)?;
+    let (policy, command) = policy_for(req, interp);
+    let outcome = Sandbox::spawn(&policy, &command)?.wait(on_output)?;
+
+    let ending = Ending {
+        exit_code: outcome.exit_code,
+        signal: outcome.signal,
+        timed_out: outcome.timed_out,
+        memory_limit: outcome.memory_limit,
+        network_none: req.network == NetworkMode::None,
+        timeout_secs: req.timeout.as_secs_f64(),
+        memory_mb: req.memory_mb,
+    };
+    let stderr = String::from_utf8_lossy(&outcome.stderr).into_owned();
+    let status = if outcome.timed_out {
+        Status::Timeout
+    } else if outcome.memory_limit {
+        Status::MemoryLimit
+    } else if outcome.signal.is_some() {
+        Status::Killed
+    } else if outcome.exit_code == Some(0) {
+        Status::Ok
+    } else {
+        Status::Error
+    };
+    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    Ok(RunResult {
+        status,
+        exit_code: outcome.exit_code,
+        signal: outcome.signal,
+        stdout: String::from_utf8_lossy(&outcome.stdout).into_owned(),
+        error: diagnose::diagnose(req.language, &stderr, &ending),
+        stderr,
+        stdout_truncated: outcome.stdout_truncated,
+        stderr_truncated: outcome.stderr_truncated,
+        timing: TimingMs {
+            setup_ms: ms(outcome.timing.setup),
+            boot_ms: ms(outcome.timing.boot),
+            execute_ms: ms(outcome.timing.execute),
+            total_ms: ms(outcome.timing.total),
+        },
+        usage: UsageInfo {
+            cpu_ms: outcome.usage.cpu.as_millis() as u64,
+            memory_peak_bytes: outcome.usage.memory_peak_bytes,
+        },
+        pool: "cold".into(),
+        environment: None,
+        stdout_bytes: outcome.stdout,
+        stderr_bytes: outcome.stderr,
+    })
+}
+
+/// The jail policy and command for a request.
+pub(crate) fn policy_for(req: &RunRequest, interp: &language::Interpreter) -> (Policy, Command) {
+    let mut mounts: Vec<Mount> = SYSTEM_PATHS
+        .iter()
+        .filter(|p| Path::new(p).exists())
+        .map(|p| Mount::same(*p))
+        .collect();
+    if let Some(prefix) = &interp.prefix {
+        mounts.push(Mount::same(prefix.clone()));
+    }
+    mounts.extend(req.mounts.iter().map(|m| Mount {
+        source: m.source.clone(),
+        target: m.target.clone(),
+        writable: m.writable,
+    }));
+
+    let code_path = language::code_path(req.language);
+    let mut path = String::from("/usr/local/bin:/usr/bin:/bin");
+    if let Some(bin) = interp
+        .executable
+        .parent()
+        .filter(|_| interp.prefix.is_some())
+    {
+        path = format!("{}:{path}", bin.display());
+    }
+    let mut env = std::collections::BTreeMap::new();
+    env.insert("PATH".to_string(), path);
+    env.insert("HOME".to_string(), "/workspace".to_string());
+    env.insert("LANG".to_string(), "C.UTF-8".to_string());
+    env.insert("TMPDIR".to_string(), "/tmp".to_string());
+
+    let memory_bytes = req.memory_mb * MIB;
+    let mut limits = Limits {
+        memory_bytes,
+        pids: req.pids,
+        cpu_millis: (req.cpus * 1000.0).round().max(1.0) as u64,
+        wall_timeout: req.timeout,
+        stdout_bytes: req.stdout_limit,
+        stderr_bytes: req.stderr_limit,
+        tmp_bytes: req.tmp_mb * MIB,
+        workspace_bytes: req.tmp_mb * MIB,
+        ..Limits::default()
+    };
+    let exe = interp.executable.clone();
+    let command = match req.language {
+        Language::Python => {
+            env.insert("PYTHONUNBUFFERED".into(), "1".into());
+            env.insert("PYTHONDONTWRITEBYTECODE".into(), "1".into());
+            // An allocation past the limit fails as MemoryError instead of meeting the OOM killer.
+            limits.data_bytes = Some(memory_bytes);
+            Command::new(exe).arg(code_path)
+        }
+        Language::JavaScript => {
+            // V8 sizes its heap from host memory; hold it under the cgroup limit so a runaway
+            // heap ends as a JavaScript "heap out of memory" error.
+            let heap_mb = (req.memory_mb * 3 / 4).max(16);
+            Command::new(exe)
+                .arg(format!("--max-old-space-size={heap_mb}"))
+                .arg(code_path)
+        }
+        Language::Shell => Command::new(exe).arg(code_path),
+    };
+    env.extend(req.env.clone());
+
+    let policy = Policy {
+        mounts,
+        files: vec![File {
+            target: PathBuf::from(code_path),
+            contents: req.code.clone(),
+            mode: 0o644,
+        }],
+        workspace: req.workdir.clone(),
+        env,
+        network: match req.network {
+            NetworkMode::None => Network::None,
+            NetworkMode::Host => Network::Host,
+        },
+        limits,
+        cgroup: if req.weak_limits {
+            CgroupMode::BestEffort
+        } else {
+            CgroupMode::Required
+        },
+        ..Policy::default()
+    };
+    (policy, command)
+}
