@@ -4,6 +4,7 @@ use jail::probe::{Level, host_checks};
 
 pub fn main() -> i32 {
     let checks = host_checks();
+    runtime::release_host_resources();
     let mut missing = 0;
     for c in &checks {
         let mark = match c.level {

@@ -82,6 +82,7 @@ pub fn main(args: RunArgs) -> i32 {
             };
         }
     });
+    runtime::release_host_resources();
     match result {
         Ok(r) => report(json, &r),
         Err(e) => {

@@ -118,9 +118,11 @@ pub(crate) struct Plan {
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     pub cwd: CString,
     pub program: CString,
-    pub argv: Vec<CString>,
+    /// Owns the strings `argv_ptrs` points into.
+    pub _argv: Vec<CString>,
     pub argv_ptrs: Vec<*const libc::c_char>,
-    pub envp: Vec<CString>,
+    /// Owns the strings `envp_ptrs` points into.
+    pub _envp: Vec<CString>,
     pub envp_ptrs: Vec<*const libc::c_char>,
     pub landlock: Option<LandlockRules>,
     pub seccomp: &'static SeccompProgram,

@@ -5,7 +5,6 @@
 
 #![cfg(target_os = "linux")]
 
-#[path = "cgroup_stub.rs"]
 pub mod cgroup;
 mod child;
 mod error;

@@ -4,7 +4,6 @@
 //! limits" into a jail `Policy`, runs it, and reports the result in DESIGN §8's fields, with the
 //! language's own error parsed into `error` and a hint for the common cases.
 
-#[path = "diagnose_stub.rs"]
 pub mod diagnose;
 mod error;
 pub mod language;
@@ -16,4 +15,4 @@ pub use diagnose::{ErrorInfo, Language};
 pub use error::RuntimeError;
 pub use request::{MAX_CODE_BYTES, MountSpec, NetworkMode, RunRequest};
 pub use result::{RunResult, Status, TimingMs, UsageInfo};
-pub use run::{Stream, run};
+pub use run::{Stream, release_host_resources, run};

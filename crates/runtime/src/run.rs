@@ -73,6 +73,12 @@ pub fn run(
     })
 }
 
+/// Gives back what the host lent to runs and no run still uses (airlock's parent cgroups), so
+/// an idle supervisor leaves nothing behind. Cheap; safe to call while other runs go on.
+pub fn release_host_resources() {
+    jail::cgroup::release_parents();
+}
+
 /// The jail policy and command for a request.
 pub(crate) fn policy_for(req: &RunRequest, interp: &language::Interpreter) -> (Policy, Command) {
     let mut mounts: Vec<Mount> = SYSTEM_PATHS
