@@ -21,6 +21,13 @@ pub struct BenchArgs {
     json: bool,
 }
 
+struct Stat {
+    name: String,
+    /// Median and 90th percentile in milliseconds.
+    median_p90: Option<(f64, f64)>,
+    failed: Option<String>,
+}
+
 struct Row {
     name: String,
     cmd: Vec<String>,
@@ -183,7 +190,7 @@ pub fn main(args: BenchArgs) -> i32 {
     }
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let stats: Vec<(String, Option<(f64, f64)>, Option<String>)> = rows
+    let stats: Vec<Stat> = rows
         .iter_mut()
         .map(|r| {
             r.samples.sort();
@@ -193,27 +200,37 @@ pub fn main(args: BenchArgs) -> i32 {
                     ms(percentile(&r.samples, 0.9)),
                 )
             });
-            (r.name.clone(), s, r.failed.clone())
+            Stat {
+                name: r.name.clone(),
+                median_p90: s,
+                failed: r.failed.clone(),
+            }
         })
         .collect();
     let base = stats
         .first()
-        .and_then(|s| s.1)
+        .and_then(|s| s.median_p90)
         .map(|(m, _)| m)
         .unwrap_or(f64::NAN);
 
     if args.json {
         let rows: Vec<_> = stats
             .iter()
-            .map(|(name, s, failed)| {
-                serde_json::json!({
-                    "name": name,
-                    "median_ms": s.map(|x| x.0),
-                    "p90_ms": s.map(|x| x.1),
-                    "ratio_vs_bare": s.map(|x| x.0 / base),
-                    "error": failed,
-                })
-            })
+            .map(
+                |Stat {
+                     name,
+                     median_p90: s,
+                     failed,
+                 }| {
+                    serde_json::json!({
+                        "name": name,
+                        "median_ms": s.map(|x| x.0),
+                        "p90_ms": s.map(|x| x.1),
+                        "ratio_vs_bare": s.map(|x| x.0 / base),
+                        "error": failed,
+                    })
+                },
+            )
             .collect();
         println!(
             "{}",
@@ -228,7 +245,12 @@ pub fn main(args: BenchArgs) -> i32 {
             "{:<38} {:>10} {:>10} {:>9}",
             "row", "median ms", "p90 ms", "vs bare"
         );
-        for (name, s, failed) in &stats {
+        for Stat {
+            name,
+            median_p90: s,
+            failed,
+        } in &stats
+        {
             match (s, failed) {
                 (Some((m, p)), _) => println!("{name:<38} {m:>10.2} {p:>10.2} {:>8.2}x", m / base),
                 (None, Some(e)) => println!("{name:<38} failed: {e}"),

@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run code in a fresh sandbox: a FILE, `-c CODE`, or `-` for stdin.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Explain which isolation layers this host offers and how to fix what is missing.
     Doctor,
     /// Measure sandboxed runs against bare execution and peers, side by side.
@@ -30,7 +30,7 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Cmd::Run(args) => run::main(args),
+        Cmd::Run(args) => run::main(*args),
         Cmd::Doctor => doctor::main(),
         Cmd::Bench(args) => bench::main(args),
     };

@@ -212,10 +212,10 @@ fn report(json: bool, r: &RunResult) -> i32 {
                 }
                 _ => {}
             }
-            if let Some(h) = &e.hint {
-                if std::io::stderr().is_terminal() || std::env::var_os("AIRLOCK_HINTS").is_some() {
-                    let _ = writeln!(err, "airlock: hint: {h}");
-                }
+            if let Some(h) = &e.hint
+                && (std::io::stderr().is_terminal() || std::env::var_os("AIRLOCK_HINTS").is_some())
+            {
+                let _ = writeln!(err, "airlock: hint: {h}");
             }
         }
     }

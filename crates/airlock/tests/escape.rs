@@ -188,7 +188,7 @@ for line in open("/proc/self/status"):
     );
 });
 
-/// Each dangerous syscall through ctypes; every one must fail with EPERM (clone3: ENOSYS).
+// Each dangerous syscall through ctypes; every one must fail with EPERM (clone3: ENOSYS).
 both!(dangerous_syscalls_are_refused, |who| {
     let code = r#"
 import ctypes, os

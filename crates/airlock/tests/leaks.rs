@@ -44,15 +44,15 @@ fn find_run_cgroups(dir: &Path, depth: usize, found: &mut Vec<String>) {
 fn nothing_remains_after_the_suite() {
     let mut procs = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Some(uid) = status_uid(&e.path()) {
-            if (HOST_ID_BASE..HOST_ID_BASE + HOST_ID_SLOTS).contains(&uid) {
-                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                procs.push(format!(
-                    "{} uid {uid}: {}",
-                    e.file_name().to_string_lossy(),
-                    String::from_utf8_lossy(&cmd)
-                ));
-            }
+        if let Some(uid) = status_uid(&e.path())
+            && (HOST_ID_BASE..HOST_ID_BASE + HOST_ID_SLOTS).contains(&uid)
+        {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            procs.push(format!(
+                "{} uid {uid}: {}",
+                e.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmd)
+            ));
         }
     }
     assert!(procs.is_empty(), "sandbox processes remain: {procs:#?}");

@@ -130,7 +130,8 @@ pub(crate) struct Plan {
     pub stdio: [RawFd; 3],
     /// Parent-side descriptors the child closes first.
     pub parent_fds: Vec<RawFd>,
-    pub sync_read: RawFd,
+    /// The child's end of the socket the parent releases it through (twice).
+    pub sync: RawFd,
     pub error_write: RawFd,
 }
 
@@ -222,15 +223,8 @@ fn setup(plan: &Plan) -> StageResult {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(at(stage::PDEATHSIG))?;
 
-    // The parent writes our uid/gid maps and cgroup membership, then releases us. EOF means it
-    // gave up (or died): leave quietly.
-    let mut go = [0u8; 1];
-    match sys::read_full(plan.sync_read, &mut go) {
-        Ok(1) => {}
-        Ok(_) => sys::exit_now(127),
-        Err(e) => return Err((stage::WAIT_PARENT, e)),
-    }
-    sys::close(plan.sync_read);
+    // The parent writes our uid/gid maps, then releases us.
+    wait_for_parent(plan.sync)?;
 
     if plan.clear_groups {
         sys::clear_groups().map_err(at(stage::GROUPS))?;
@@ -241,11 +235,16 @@ fn setup(plan: &Plan) -> StageResult {
     sys::raise_all_caps().map_err(at(stage::CAPS_RAISE))?;
 
     sys::setsid().map_err(at(stage::SETSID))?;
-    // Unshared only now, after the parent placed us in our cgroup, so that cgroup is our root.
-    sys::unshare(libc::CLONE_NEWCGROUP).map_err(at(stage::CGROUP_NS))?;
     sys::sethostname(&plan.hostname).map_err(at(stage::HOSTNAME))?;
 
     build_root(plan)?;
+
+    // Meanwhile the parent moved us into our cgroup (on cgroup v1 that costs an RCU grace
+    // period, so it overlaps with building the root). Unshared only now, so that cgroup is the
+    // namespace's root, and before anything of the program runs.
+    wait_for_parent(plan.sync)?;
+    sys::close(plan.sync);
+    sys::unshare(libc::CLONE_NEWCGROUP).map_err(at(stage::CGROUP_NS))?;
 
     if plan.loopback {
         sys::loopback_up().map_err(at(stage::LOOPBACK))?;
@@ -269,6 +268,16 @@ fn setup(plan: &Plan) -> StageResult {
     // SAFETY: the program was compiled before the fork; install only makes the seccomp syscall.
     unsafe { plan.seccomp.install() }.map_err(at(stage::SECCOMP))?;
     Ok(())
+}
+
+/// Waits for the parent's go-ahead. EOF means it gave up (or died): leave quietly.
+fn wait_for_parent(sync: RawFd) -> StageResult {
+    let mut go = [0u8; 1];
+    match sys::read_full(sync, &mut go) {
+        Ok(1) => Ok(()),
+        Ok(_) => sys::exit_now(127),
+        Err(e) => Err((stage::WAIT_PARENT, e)),
+    }
 }
 
 /// Builds the new root in a tmpfs and pivots into it, the way bubblewrap does: pivot first into

@@ -103,7 +103,7 @@ impl Default for Limits {
             cpu_seconds: 0,
             open_files: 1024,
             data_bytes: None,
-            file_size_bytes: 256 * MIB,
+            file_size_bytes: 1024 * MIB,
             stdout_bytes: 1 << 20,
             stderr_bytes: 1 << 20,
             tmp_bytes: 256 * MIB,
@@ -226,13 +226,13 @@ impl Policy {
                 );
             }
         }
-        if let Some(ws) = &self.workspace {
-            if !ws.is_absolute() || !ws.is_dir() {
-                return bad(
-                    "workspace",
-                    format!("{} is not an existing absolute directory", ws.display()),
-                );
-            }
+        if let Some(ws) = &self.workspace
+            && (!ws.is_absolute() || !ws.is_dir())
+        {
+            return bad(
+                "workspace",
+                format!("{} is not an existing absolute directory", ws.display()),
+            );
         }
         if !self.cwd.is_absolute() || has_dot_components(&self.cwd) {
             return bad("cwd", format!("{} must be absolute", self.cwd.display()));

@@ -83,7 +83,7 @@ impl Sandbox {
         let cgroup = create_cgroup(policy)?;
         let seccomp = seccomp::program()?;
 
-        let (sync_read, sync_write) = pipe()?;
+        let (sync_child, sync_parent) = socketpair()?;
         let (error_read, error_write) = pipe()?;
         let (stdout_read, stdout_write) = pipe()?;
         let (stderr_read, stderr_write) = pipe()?;
@@ -99,12 +99,12 @@ impl Sandbox {
             stderr_write.as_raw_fd(),
         ];
         plan.parent_fds = vec![
-            sync_write.as_raw_fd(),
+            sync_parent.as_raw_fd(),
             error_read.as_raw_fd(),
             stdout_read.as_raw_fd(),
             stderr_read.as_raw_fd(),
         ];
-        plan.sync_read = sync_read.as_raw_fd();
+        plan.sync = sync_child.as_raw_fd();
         plan.error_write = error_write.as_raw_fd();
 
         let mut flags = libc::CLONE_NEWUSER
@@ -142,7 +142,7 @@ impl Sandbox {
         })?;
         // SAFETY: clone3 with CLONE_PIDFD stored a new descriptor that we now own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        drop((sync_read, error_write, stdout_write, stderr_write, stdin));
+        drop((sync_child, error_write, stdout_write, stderr_write, stdin));
 
         let mut sandbox = Sandbox {
             pid,
@@ -158,14 +158,14 @@ impl Sandbox {
             _identity: identity,
         };
         // From here on, dropping `sandbox` on an error kills and reaps the child.
-        sandbox.release(sync_write, &identity_maps(&sandbox._identity))?;
+        sandbox.release(sync_parent, &identity_maps(&sandbox._identity))?;
         sandbox.released = Instant::now();
         sandbox.await_exec(error_read, cmd, &plan)?;
         sandbox.execed = Instant::now();
         Ok(sandbox)
     }
 
-    fn release(&mut self, sync_write: OwnedFd, maps: &IdMaps) -> Result<()> {
+    fn release(&mut self, sync: OwnedFd, maps: &IdMaps) -> Result<()> {
         let proc = format!("/proc/{}", self.pid);
         let write = |file: &str, data: &str| {
             std::fs::write(format!("{proc}/{file}"), data).map_err(|e| {
@@ -180,17 +180,23 @@ impl Sandbox {
         }
         write("gid_map", &maps.gid_map)?;
         write("uid_map", &maps.uid_map)?;
-        if let Some(cg) = &self.cgroup {
-            if cg.dir_fd().is_none() {
-                cg.attach(self.pid)?;
+        let go = |what: &str| {
+            // A child that failed its setup is gone: its own error report says why.
+            match sys::send_nosignal(sync.as_raw_fd(), b"1") {
+                Ok(()) | Err(libc::EPIPE) | Err(libc::ECONNRESET) => Ok(()),
+                Err(e) => Err(JailError::host(
+                    what.to_string(),
+                    io::Error::from_raw_os_error(e),
+                )),
             }
+        };
+        go("releasing the sandbox child")?;
+        if let Some(cg) = &self.cgroup
+            && cg.dir_fd().is_none()
+        {
+            cg.attach(self.pid)?;
         }
-        sys::write_all(sync_write.as_raw_fd(), b"1").map_err(|e| {
-            JailError::host(
-                "releasing the sandbox child",
-                io::Error::from_raw_os_error(e),
-            )
-        })
+        go("releasing the sandbox child into its cgroup")
     }
 
     fn await_exec(&mut self, error_read: OwnedFd, cmd: &Command, plan: &Plan) -> Result<()> {
@@ -213,16 +219,16 @@ impl Sandbox {
                 source,
             });
         }
-        if code >= stage::STEP_BASE {
-            if let Some(step) = plan.steps.get((code - stage::STEP_BASE) as usize) {
-                let path = step.path().to_string_lossy();
-                let path = path.strip_prefix("/newroot").unwrap_or(&path);
-                return Err(JailError::Setup {
-                    stage: step.name(),
-                    detail: format!(" of {path}"),
-                    source,
-                });
-            }
+        if code >= stage::STEP_BASE
+            && let Some(step) = plan.steps.get((code - stage::STEP_BASE) as usize)
+        {
+            let path = step.path().to_string_lossy();
+            let path = path.strip_prefix("/newroot").unwrap_or(&path);
+            return Err(JailError::Setup {
+                stage: step.name(),
+                detail: format!(" of {path}"),
+                source,
+            });
         }
         Err(JailError::Setup {
             stage: stage::name(code),
@@ -239,11 +245,11 @@ impl Sandbox {
     /// Kills every process of the sandbox now.
     pub fn kill(&self) {
         let _ = sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);
-        if let Some(cg) = &self.cgroup {
-            if !cg.kill() {
-                for pid in cg.pids() {
-                    let _ = sys::kill(pid, libc::SIGKILL);
-                }
+        if let Some(cg) = &self.cgroup
+            && !cg.kill()
+        {
+            for pid in cg.pids() {
+                let _ = sys::kill(pid, libc::SIGKILL);
             }
         }
     }
@@ -255,10 +261,10 @@ impl Drop for Sandbox {
             self.kill();
             let _ = sys::wait4(self.pid, false);
         }
-        if let Some(cg) = self.cgroup.take() {
-            if let Err(e) = cg.destroy() {
-                tracing::warn!("removing the sandbox cgroup: {e}");
-            }
+        if let Some(cg) = self.cgroup.take()
+            && let Err(e) = cg.destroy()
+        {
+            tracing::warn!("removing the sandbox cgroup: {e}");
         }
     }
 }
@@ -307,6 +313,14 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) };
     Ok((at_least_3(r)?, at_least_3(w)?))
+}
+
+fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = sys::socketpair()
+        .map_err(|e| JailError::host("creating a socket pair", io::Error::from_raw_os_error(e)))?;
+    // SAFETY: socketpair returned two fresh descriptors that nothing else owns.
+    let (a, b) = unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) };
+    Ok((at_least_3(a)?, at_least_3(b)?))
 }
 
 /// Moves a descriptor to 3 or above, so placing the child's stdio on 0..2 cannot clobber it
@@ -684,7 +698,7 @@ pub(crate) fn build_plan(
         seccomp: seccomp::program()?,
         stdio: [-1; 3],
         parent_fds: Vec::new(),
-        sync_read: -1,
+        sync: -1,
         error_write: -1,
     })
 }

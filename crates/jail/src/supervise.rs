@@ -130,10 +130,10 @@ impl Sandbox {
                 break;
             }
             let now = Instant::now();
-            if let Some(t) = exited_at {
-                if now.duration_since(t) > DRAIN_GRACE {
-                    break;
-                }
+            if let Some(t) = exited_at
+                && now.duration_since(t) > DRAIN_GRACE
+            {
+                break;
             }
             if status.is_none() && !timed_out && now >= deadline {
                 timed_out = true;
@@ -172,14 +172,14 @@ impl Sandbox {
             })?;
             out.drain(&mut chunk, &mut on_output);
             err.drain(&mut chunk, &mut on_output);
-            if status.is_none() {
-                if let Some(s) = sys::wait4(self.pid, true).map_err(|e| {
+            if status.is_none()
+                && let Some(s) = sys::wait4(self.pid, true).map_err(|e| {
                     JailError::host("reaping the sandbox", std::io::Error::from_raw_os_error(e))
-                })? {
-                    self.reaped = true;
-                    status = Some(s);
-                    exited_at = Some(Instant::now());
-                }
+                })?
+            {
+                self.reaped = true;
+                status = Some(s);
+                exited_at = Some(Instant::now());
             }
         }
         let ended = exited_at.unwrap_or_else(Instant::now);

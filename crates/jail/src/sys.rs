@@ -527,6 +527,27 @@ pub(crate) fn pipe() -> SysResult<(RawFd, RawFd)> {
     Ok((fds[0], fds[1]))
 }
 
+pub(crate) fn socketpair() -> SysResult<(RawFd, RawFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    check_int(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// Sends without raising SIGPIPE when the peer is gone (the embedding process may not ignore it).
+pub(crate) fn send_nosignal(fd: RawFd, buf: &[u8]) -> SysResult {
+    // SAFETY: buf is a valid slice for its length.
+    let r = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    check(r as libc::c_long).map(drop)
+}
+
 pub(crate) fn set_nonblocking(fd: RawFd) -> SysResult {
     // SAFETY: fcntl on an fd we own.
     let fl = check_int(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;

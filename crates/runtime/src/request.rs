@@ -233,13 +233,13 @@ impl RunRequest {
                 ));
             }
         }
-        if let Some(w) = &self.workdir {
-            if !w.is_dir() {
-                return Err(RuntimeError::invalid(
-                    "workdir",
-                    format!("{} is not a directory", w.display()),
-                ));
-            }
+        if let Some(w) = &self.workdir
+            && !w.is_dir()
+        {
+            return Err(RuntimeError::invalid(
+                "workdir",
+                format!("{} is not a directory", w.display()),
+            ));
         }
         for m in &self.mounts {
             let inside_rw = |t: &PathBuf| {
