@@ -261,3 +261,26 @@ fn unprivileged_without_cgroup_is_refused_unless_opted_in() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "ok", "{v}");
 }
+
+both!(output_streams_live, |who| {
+    use std::io::BufRead;
+    let dir = HostDir::new("stream");
+    let mount = format!("{}:/shared", dir.path().display());
+    // The program waits for a file the test creates only after reading the first line: without
+    // live streaming it times out instead.
+    let code = "import os, time\nprint('ready', flush=True)\nwhile not os.path.exists('/shared/go'): time.sleep(0.02)\nprint('done')";
+    let mut child = airlock(who)
+        .args(["run", "--timeout", "20", "--mount", &mount, "-c", code])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "done\n");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+});

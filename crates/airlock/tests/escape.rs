@@ -472,3 +472,70 @@ both!(cgroup_and_mounts_are_private, |who| {
         "staging mounts remain visible: {out}"
     );
 });
+
+#[test]
+fn concurrent_runs_as_root_get_distinct_unprivileged_host_uids() {
+    let Some(who) = identity(true) else { return };
+    let marker = format!(
+        "{}.{}",
+        6000 + std::process::id() % 1000,
+        std::process::id()
+    );
+    let code = format!("sleep {marker} & sleep {marker} & wait");
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            airlock(&who)
+                .args(["run", "--timeout", "3", "--lang", "shell", "-c", &code])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut uids = std::collections::BTreeSet::new();
+    let mut seen = 0;
+    for _ in 0..200 {
+        uids.clear();
+        seen = 0;
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).replace('\0', " ").trim() == format!("sleep {marker}")
+            {
+                let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+                if let Some(uid) = status.lines().find(|l| l.starts_with("Uid:")) {
+                    let uid: u32 = uid.split_whitespace().nth(1).unwrap().parse().unwrap();
+                    uids.insert(uid);
+                    seen += 1;
+                }
+            }
+        }
+        if seen == 6 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for mut r in runs {
+        let _ = r.wait();
+    }
+    assert_eq!(seen, 6, "did not see all sandboxed processes");
+    assert_eq!(uids.len(), 3, "concurrent runs share host uids: {uids:?}");
+    assert!(
+        uids.iter().all(|u| *u >= 1_500_000_000),
+        "a sandbox runs as a privileged host uid: {uids:?}"
+    );
+}
+
+both!(only_the_interpreter_prefix_of_a_home_is_visible, |who| {
+    let out = ok_stdout(&py(
+        who,
+        "import os, sys\nprint(sys.executable)\nfor d in ['/root', '/home']:\n    print(d, sorted(os.listdir(d)) if os.path.isdir(d) else None)",
+    ));
+    let mut lines = out.lines();
+    let exe = lines.next().unwrap();
+    let root_line = lines.next().unwrap();
+    if exe.starts_with("/root/") {
+        // The interpreter lives in root's home: exactly its prefix is bound, nothing else.
+        assert_eq!(root_line, "/root ['.pyenv']", "{out}");
+    } else {
+        assert_eq!(root_line, "/root None", "{out}");
+    }
+    assert_eq!(lines.next().unwrap(), "/home None", "{out}");
+});

@@ -86,6 +86,10 @@ pub fn host_checks() -> Vec<Check> {
         },
     });
 
+    if cg.version == Some(cgroup::Version::V1) && cg.usable.is_ok() {
+        out.push(v1_migration_cost(cg.v2_mount.as_deref()));
+    }
+
     let seccomp = read("/proc/self/status").and_then(|s| {
         s.lines()
             .find(|l| l.starts_with("Seccomp:"))
@@ -134,6 +138,38 @@ pub fn host_checks() -> Vec<Check> {
         Err(e) => check("trial sandbox", Level::Missing, e.to_string(), None),
     });
     out
+}
+
+/// Moving a process into a cgroup v1 waits for an RCU grace period unless the cgroup2 root is
+/// mounted with `favordynmods` (or RCU is expedited): about 10 ms on every cold run.
+fn v1_migration_cost(v2_mount: Option<&Path>) -> Check {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let favored = mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[2] == "cgroup2" && f[3].split(',').any(|o| o == "favordynmods")
+    });
+    let expedited = read("/sys/kernel/rcu_expedited").as_deref() == Some("1");
+    if favored || expedited {
+        return check(
+            "cgroup v1 attach",
+            Level::Ok,
+            "fast: favordynmods or rcu_expedited is set",
+            None,
+        );
+    }
+    let fix = match v2_mount {
+        Some(m) => format!(
+            "mount -o remount,favordynmods {} (kernel >= 6.1), or echo 1 > /sys/kernel/rcu_expedited; or move to cgroup v2",
+            m.display()
+        ),
+        None => "echo 1 > /sys/kernel/rcu_expedited, or move the host to cgroup v2".to_owned(),
+    };
+    Check {
+        layer: "cgroup v1 attach",
+        level: Level::Warn,
+        detail: "each run's move into its v1 cgroups waits for an RCU grace period (about 10 ms per cold run)".into(),
+        fix: Some(fix),
+    }
 }
 
 fn kvm() -> Check {

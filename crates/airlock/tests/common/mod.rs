@@ -21,8 +21,14 @@ pub const SECRET: &str = "AIRLOCK-HOST-SECRET-7f3a9c";
 pub const ENV_SECRET_NAME: &str = "AIRLOCK_TEST_HOST_SECRET";
 /// Relative cgroup parent delegated to the test user.
 pub const USER_CGROUP: &str = "airlock-test-user";
-/// Where the unprivileged user finds the binary (the checkout may sit in a private home).
-const USER_BIN_DIR: &str = "/var/tmp/airlock-test-bin";
+/// Where the unprivileged user finds the binary (the checkout may sit in a private home); one
+/// directory per checkout, so two checkouts testing at once do not swap binaries.
+fn user_bin_dir() -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bin().hash(&mut h);
+    format!("/var/tmp/airlock-test-bin-{:016x}", h.finish())
+}
 
 #[derive(Clone, Debug)]
 pub enum Who {
@@ -112,7 +118,7 @@ fi
             s = SECRET,
             rm = ROOT_MARKER,
             tm = TMP_MARKER,
-            bd = USER_BIN_DIR,
+            bd = user_bin_dir(),
             bin = bin().display(),
             cg = USER_CGROUP,
         );
@@ -163,7 +169,7 @@ pub fn airlock(who: &Who) -> Command {
                 .arg(format!("--regid={gid}"))
                 .arg("--clear-groups")
                 .arg("--")
-                .arg(format!("{USER_BIN_DIR}/airlock"));
+                .arg(format!("{}/airlock", user_bin_dir()));
             c.env_clear()
                 .env("PATH", "/usr/local/bin:/usr/bin:/bin")
                 .env("HOME", home)

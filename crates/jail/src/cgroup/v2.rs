@@ -405,12 +405,28 @@ pub(super) fn kernel_has_kill(layout: &Layout) -> bool {
     if let Some(own) = layout.own_dir(m).filter(|d| d.join("cgroup.type").exists()) {
         return own.join("cgroup.kill").exists();
     }
-    fs::read_dir(&m.mount_point)
+    match fs::read_dir(&m.mount_point)
         .into_iter()
         .flatten()
         .flatten()
         .find(|e| e.path().join("cgroup.type").exists())
-        .is_some_and(|e| e.path().join("cgroup.kill").exists())
+    {
+        Some(e) => e.path().join("cgroup.kill").exists(),
+        // No child cgroup to look at (the root has no cgroup.kill): the kernel has it from 5.14.
+        None => kernel_at_least(5, 14),
+    }
+}
+
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let (Some(a), Some(b)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    (a, b) >= (major, minor)
 }
 
 /// One run's cgroup on v2.
