@@ -114,6 +114,8 @@ pub(crate) struct Plan {
     pub root_options: CString,
     pub hostname: Vec<u8>,
     pub loopback: bool,
+    /// Port of the loopback listener handed to the parent (0: none).
+    pub listen_port: u16,
     pub clear_groups: bool,
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     pub cwd: CString,
@@ -161,6 +163,7 @@ pub(crate) mod stage {
     pub const SECCOMP: u32 = 22;
     pub const EXEC: u32 = 23;
     pub const PDEATHSIG: u32 = 24;
+    pub const LISTENER: u32 = 25;
     pub const STEP_BASE: u32 = 1000;
 
     pub fn name(code: u32) -> &'static str {
@@ -189,6 +192,7 @@ pub(crate) mod stage {
             SECCOMP => "install seccomp filter",
             EXEC => "execve",
             PDEATHSIG => "parent death signal",
+            LISTENER => "loopback listener",
             _ => "setup step",
         }
     }
@@ -243,12 +247,18 @@ fn setup(plan: &Plan) -> StageResult {
     // period, so it overlaps with building the root). Unshared only now, so that cgroup is the
     // namespace's root, and before anything of the program runs.
     wait_for_parent(plan.sync)?;
-    sys::close(plan.sync);
     sys::unshare(libc::CLONE_NEWCGROUP).map_err(at(stage::CGROUP_NS))?;
 
     if plan.loopback {
         sys::loopback_up().map_err(at(stage::LOOPBACK))?;
     }
+    if plan.listen_port != 0 {
+        let fd = sys::listen_loopback(plan.listen_port).map_err(at(stage::LISTENER))?;
+        let sent = sys::send_fd(plan.sync, fd);
+        sys::close(fd);
+        sent.map_err(at(stage::LISTENER))?;
+    }
+    sys::close(plan.sync);
     for &(res, value) in &plan.rlimits {
         sys::setrlimit(res, value).map_err(at(stage::RLIMIT))?;
     }

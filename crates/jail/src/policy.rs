@@ -139,6 +139,10 @@ pub struct Policy {
     pub env: BTreeMap<String, String>,
     pub hostname: String,
     pub network: Network,
+    /// With `Network::None`: a TCP listener on 127.0.0.1:PORT inside the sandbox, created by the
+    /// jail and handed to the supervisor (`Sandbox::take_listener`). That is how a host-side proxy
+    /// serves the sandbox while the sandbox still has no route out of its namespace.
+    pub loopback_listener: Option<u16>,
     pub limits: Limits,
     pub cgroup: CgroupMode,
 }
@@ -153,6 +157,7 @@ impl Default for Policy {
             env: BTreeMap::new(),
             hostname: "sandbox".into(),
             network: Network::None,
+            loopback_listener: None,
             limits: Limits::default(),
             cgroup: CgroupMode::Required,
         }
@@ -241,6 +246,16 @@ impl Policy {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
                 return bad("env", format!("{k:?} is not a valid environment variable"));
             }
+        }
+        match (self.loopback_listener, self.network) {
+            (Some(0), _) => return bad("loopback_listener", "port 0 is not a port".into()),
+            (Some(_), Network::Host) => {
+                return bad(
+                    "loopback_listener",
+                    "needs network None (its own loopback)".into(),
+                );
+            }
+            _ => {}
         }
         let h = &self.hostname;
         if h.is_empty()

@@ -61,6 +61,8 @@ pub struct Sandbox {
     pub(crate) released: Instant,
     pub(crate) execed: Instant,
     pub(crate) reaped: bool,
+    pub(crate) wants_listener: bool,
+    pub(crate) listener: Option<OwnedFd>,
     pub(crate) _identity: HostIdentity,
 }
 
@@ -155,6 +157,8 @@ impl Sandbox {
             released: started,
             execed: started,
             reaped: false,
+            wants_listener: policy.loopback_listener.is_some(),
+            listener: None,
             _identity: identity,
         };
         // From here on, dropping `sandbox` on an error kills and reaps the child.
@@ -196,7 +200,21 @@ impl Sandbox {
         {
             cg.attach(self.pid)?;
         }
-        go("releasing the sandbox child into its cgroup")
+        go("releasing the sandbox child into its cgroup")?;
+        if self.wants_listener {
+            // None when the child failed first; its error report follows on the error pipe.
+            if let Ok(Some(fd)) = sys::recv_fd(sync.as_raw_fd()) {
+                // SAFETY: recvmsg delivered a fresh descriptor that we now own.
+                self.listener = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        Ok(())
+    }
+
+    /// The TCP listener on the sandbox's own 127.0.0.1 (`Policy::loopback_listener`), for the
+    /// supervisor to serve; taken once.
+    pub fn take_listener(&mut self) -> Option<OwnedFd> {
+        self.listener.take()
     }
 
     fn await_exec(&mut self, error_read: OwnedFd, cmd: &Command, plan: &Plan) -> Result<()> {
@@ -688,6 +706,7 @@ pub(crate) fn build_plan(
         root_options: cstr(format!("size={root_bytes},mode=755"), "root")?,
         hostname: policy.hostname.as_bytes().to_vec(),
         loopback: policy.network == Network::None,
+        listen_port: policy.loopback_listener.unwrap_or(0),
         clear_groups: id.privileged,
         rlimits,
         cwd: cstr(policy.cwd.as_os_str().as_bytes(), "cwd")?,

@@ -548,6 +548,104 @@ pub(crate) fn send_nosignal(fd: RawFd, buf: &[u8]) -> SysResult {
     check(r as libc::c_long).map(drop)
 }
 
+/// A TCP listener on 127.0.0.1:`port` (close-on-exec).
+pub(crate) fn listen_loopback(port: u16) -> SysResult<RawFd> {
+    // SAFETY: plain socket creation.
+    let fd = check_int(unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: addr is a valid sockaddr_in of the size passed.
+    let r = unsafe {
+        libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    // SAFETY: listen on the socket we own.
+    let r = check_int(r).and_then(|_| check_int(unsafe { libc::listen(fd, 1024) }));
+    if let Err(e) = r {
+        close(fd);
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+/// Control-message buffer for one descriptor, aligned as `cmsghdr` requires.
+#[repr(C, align(8))]
+struct FdCmsg([u8; 24]);
+
+/// Sends one descriptor over a UNIX socket (SCM_RIGHTS), with a one-byte payload.
+pub(crate) fn send_fd(sock: RawFd, fd: RawFd) -> SysResult {
+    let mut byte = [b'f'];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut buf = FdCmsg([0; 24]);
+    // SAFETY: msghdr is plain old data; zeroed is valid, and every pointer set below outlives
+    // the sendmsg call. CMSG_* compute offsets inside `buf`, which has room for one fd.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = buf.0.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        check(libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) as libc::c_long).map(drop)
+    }
+}
+
+/// Receives one descriptor sent by `send_fd`; `None` when the peer closed without sending.
+pub(crate) fn recv_fd(sock: RawFd) -> SysResult<Option<RawFd>> {
+    let mut byte = [0u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut buf = FdCmsg([0; 24]);
+    // SAFETY: as in send_fd; the kernel writes at most msg_controllen bytes into `buf`, and we
+    // read the descriptor only from a control message of the expected level, type and length.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = buf.0.as_mut_ptr().cast();
+        msg.msg_controllen = buf.0.len();
+        let n = loop {
+            match check(libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) as libc::c_long) {
+                Err(libc::EINTR) => continue,
+                r => break r?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Ok(None);
+        }
+        Ok(Some(std::ptr::read_unaligned(
+            libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+        )))
+    }
+}
+
 pub(crate) fn set_nonblocking(fd: RawFd) -> SysResult {
     // SAFETY: fcntl on an fd we own.
     let fl = check_int(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
