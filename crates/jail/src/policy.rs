@@ -145,6 +145,10 @@ pub struct Policy {
     pub loopback_listener: Option<u16>,
     pub limits: Limits,
     pub cgroup: CgroupMode,
+    /// As root: the host uid/gid the sandbox user maps to, instead of a fresh per-run one —
+    /// for work whose files later runs must own alike (say, a package installer's cache). Never
+    /// 0. Ignored when the supervisor is not root (the sandbox is then that user).
+    pub host_id: Option<u32>,
 }
 
 impl Default for Policy {
@@ -160,6 +164,7 @@ impl Default for Policy {
             loopback_listener: None,
             limits: Limits::default(),
             cgroup: CgroupMode::Required,
+            host_id: None,
         }
     }
 }
@@ -256,6 +261,9 @@ impl Policy {
                 );
             }
             _ => {}
+        }
+        if self.host_id == Some(0) {
+            return bad("host_id", "the sandbox never maps to host root".into());
         }
         let h = &self.hostname;
         if h.is_empty()

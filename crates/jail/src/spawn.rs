@@ -81,7 +81,7 @@ impl Sandbox {
                 ),
             });
         }
-        let identity = uid::allocate()?;
+        let identity = uid::allocate(policy.host_id)?;
         let cgroup = create_cgroup(policy)?;
         let seccomp = seccomp::program()?;
 
@@ -658,7 +658,7 @@ pub(crate) fn build_plan(
         (None, false) => rlimits.push((libc::RLIMIT_DATA, l.memory_bytes)),
         (None, true) => {}
     }
-    if id.privileged {
+    if id.unique {
         // The host uid is this run's alone, so RLIMIT_NPROC counts exactly its processes.
         rlimits.push((libc::RLIMIT_NPROC, l.pids));
     }

@@ -29,6 +29,8 @@ pub(crate) struct HostIdentity {
     pub gid: u32,
     /// True when we are root and map to a private uid (setgroups stays allowed).
     pub privileged: bool,
+    /// True when no other sandbox can have this uid at the same time.
+    pub unique: bool,
     _slot: Option<File>,
 }
 
@@ -91,7 +93,7 @@ mod tests {
 
     #[test]
     fn concurrent_allocations_get_distinct_uids() {
-        let ids: Vec<_> = (0..64).map(|_| allocate().unwrap()).collect();
+        let ids: Vec<_> = (0..64).map(|_| allocate(None).unwrap()).collect();
         let mut uids: Vec<u32> = ids.iter().map(|i| i.uid).collect();
         uids.sort_unstable();
         uids.dedup();
