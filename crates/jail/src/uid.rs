@@ -36,32 +36,43 @@ pub(crate) struct HostIdentity {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-pub(crate) fn allocate() -> Result<HostIdentity> {
+pub(crate) fn allocate(fixed: Option<u32>) -> Result<HostIdentity> {
     let euid = sys::geteuid();
     if euid != 0 {
         return Ok(HostIdentity {
             uid: euid,
             gid: sys::getegid(),
             privileged: false,
+            unique: false,
+            _slot: None,
+        });
+    }
+    if let Some(id) = fixed {
+        return Ok(HostIdentity {
+            uid: id,
+            gid: id,
+            privileged: true,
+            unique: false,
             _slot: None,
         });
     }
     std::fs::create_dir_all(LOCK_DIR)
         .map_err(|e| JailError::host(format!("creating {LOCK_DIR} for uid slots"), e))?;
+    // One open file description holds one slot (OFD locks conflict between descriptions, also
+    // within one process); failed attempts reuse it.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(LOCK_FILE)
+        .map_err(|e| JailError::host(format!("opening {LOCK_FILE}"), e))?;
     let start =
         (std::process::id().wrapping_mul(7919)).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
     for i in 0..HOST_ID_SLOTS {
         let slot = start.wrapping_add(i) % HOST_ID_SLOTS;
-        // One open file description per slot: OFD locks conflict between descriptions.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(LOCK_FILE)
-            .map_err(|e| JailError::host(format!("opening {LOCK_FILE}"), e))?;
         match sys::try_lock_byte(file.as_raw_fd(), u64::from(slot)) {
             Ok(true) => {
                 let id = HOST_ID_BASE + slot;
@@ -69,6 +80,7 @@ pub(crate) fn allocate() -> Result<HostIdentity> {
                     uid: id,
                     gid: id,
                     privileged: true,
+                    unique: true,
                     _slot: Some(file),
                 });
             }
