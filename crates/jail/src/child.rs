@@ -130,6 +130,8 @@ pub(crate) struct Plan {
     pub seccomp: &'static SeccompProgram,
     /// The child's stdio, placed on 0, 1, 2 (each fd >= 3).
     pub stdio: [RawFd; 3],
+    /// Descriptors for the program, placed at 3, 4, … (each above the placed range).
+    pub passed: Vec<RawFd>,
     /// Parent-side descriptors the child closes first.
     pub parent_fds: Vec<RawFd>,
     /// The child's end of the socket the parent releases it through (twice).
@@ -265,8 +267,11 @@ fn setup(plan: &Plan) -> StageResult {
     for (target, &fd) in plan.stdio.iter().enumerate() {
         sys::dup2(fd, target as RawFd).map_err(at(stage::STDIO))?;
     }
+    for (i, &fd) in plan.passed.iter().enumerate() {
+        sys::dup2(fd, 3 + i as RawFd).map_err(at(stage::STDIO))?;
+    }
     // Anything a supervisor thread opened without O_CLOEXEC must not reach the program.
-    sys::cloexec_from(3).map_err(at(stage::CLOSE_FDS))?;
+    sys::cloexec_from(3 + plan.passed.len() as u32).map_err(at(stage::CLOSE_FDS))?;
 
     sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(at(stage::NO_NEW_PRIVS))?;
     if let Some(rules) = &plan.landlock {

@@ -21,5 +21,5 @@ pub use error::{JailError, Result};
 pub use policy::{
     CgroupMode, File, Limits, Mount, Network, Policy, SANDBOX_GID, SANDBOX_UID, SANDBOX_USER,
 };
-pub use spawn::{Command, Sandbox};
+pub use spawn::{Command, Killer, Sandbox};
 pub use supervise::{Outcome, Stream, Timing, Usage};

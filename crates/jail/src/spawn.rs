@@ -26,6 +26,7 @@ use crate::{Limits, seccomp};
 pub struct Command {
     program: PathBuf,
     args: Vec<OsString>,
+    fds: Vec<std::sync::Arc<OwnedFd>>,
 }
 
 impl Command {
@@ -33,6 +34,7 @@ impl Command {
         Command {
             program: program.into(),
             args: Vec::new(),
+            fds: Vec::new(),
         }
     }
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Command {
@@ -44,6 +46,14 @@ impl Command {
             .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
+    /// Gives the program a descriptor: the first at fd 3, the next at 4, and so on (at most
+    /// seven). It is the only way anything but stdio crosses into the sandbox — for example a
+    /// private control channel.
+    pub fn pass_fd(mut self, fd: OwnedFd) -> Command {
+        self.fds.push(std::sync::Arc::new(fd));
+        self
+    }
+
     pub fn program(&self) -> &Path {
         &self.program
     }
@@ -52,7 +62,7 @@ impl Command {
 /// A running sandbox. Dropping it kills everything inside and removes its cgroup.
 pub struct Sandbox {
     pub(crate) pid: libc::pid_t,
-    pub(crate) pidfd: OwnedFd,
+    pub(crate) pidfd: std::sync::Arc<OwnedFd>,
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
     pub(crate) cgroup: Option<Cgroup>,
@@ -91,10 +101,36 @@ impl Sandbox {
         let (stderr_read, stderr_write) = pipe()?;
         let stdin = std::fs::File::open("/dev/null")
             .map_err(|e| JailError::host("opening /dev/null", e))?;
-        let stdin = at_least_3(OwnedFd::from(stdin))?;
+        let stdin = above_passed(OwnedFd::from(stdin))?;
+
+        if cmd.fds.len() > MAX_PASSED_FDS {
+            return Err(JailError::Policy {
+                field: "command.fds".into(),
+                why: format!(
+                    "{} descriptors passed; at most {MAX_PASSED_FDS}",
+                    cmd.fds.len()
+                ),
+            });
+        }
+        let passed = cmd
+            .fds
+            .iter()
+            .map(|fd| {
+                sys::dup_at_least(fd.as_raw_fd(), PLAN_FD_MIN)
+                    // SAFETY: dup_at_least returned a fresh descriptor owned by nobody else.
+                    .map(|raw| unsafe { OwnedFd::from_raw_fd(raw) })
+                    .map_err(|e| {
+                        JailError::host(
+                            "duplicating a passed descriptor",
+                            io::Error::from_raw_os_error(e),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
 
         let mut plan = build_plan(policy, cmd, &identity, cgroup.is_some())?;
         plan.seccomp = seccomp;
+        plan.passed = passed.iter().map(|fd| fd.as_raw_fd()).collect();
         plan.stdio = [
             stdin.as_raw_fd(),
             stdout_write.as_raw_fd(),
@@ -143,8 +179,15 @@ impl Sandbox {
             }
         })?;
         // SAFETY: clone3 with CLONE_PIDFD stored a new descriptor that we now own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        drop((sync_child, error_write, stdout_write, stderr_write, stdin));
+        let pidfd = std::sync::Arc::new(unsafe { OwnedFd::from_raw_fd(pidfd) });
+        drop((
+            sync_child,
+            error_write,
+            stdout_write,
+            stderr_write,
+            stdin,
+            passed,
+        ));
 
         let mut sandbox = Sandbox {
             pid,
@@ -260,6 +303,12 @@ impl Sandbox {
         self.pid
     }
 
+    /// A handle that kills this sandbox from any thread (cancellation), even while another
+    /// thread waits on it. Killing a sandbox that already ended does nothing.
+    pub fn killer(&self) -> Killer {
+        Killer(std::sync::Arc::clone(&self.pidfd))
+    }
+
     /// Kills every process of the sandbox now.
     pub fn kill(&self) {
         let _ = sys::pidfd_send_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);
@@ -284,6 +333,17 @@ impl Drop for Sandbox {
         {
             tracing::warn!("removing the sandbox cgroup: {e}");
         }
+    }
+}
+
+/// Kills one sandbox: SIGKILL to its init, whose pid namespace takes every other process with it.
+#[derive(Clone, Debug)]
+pub struct Killer(std::sync::Arc<OwnedFd>);
+
+impl Killer {
+    pub fn kill(&self) {
+        // The pidfd names exactly that process, so a reused pid is never hit.
+        let _ = sys::pidfd_send_signal(self.0.as_raw_fd(), libc::SIGKILL);
     }
 }
 
@@ -330,7 +390,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
         .map_err(|e| JailError::host("creating a pipe", io::Error::from_raw_os_error(e)))?;
     // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) };
-    Ok((at_least_3(r)?, at_least_3(w)?))
+    Ok((above_passed(r)?, above_passed(w)?))
 }
 
 fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
@@ -338,16 +398,20 @@ fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
         .map_err(|e| JailError::host("creating a socket pair", io::Error::from_raw_os_error(e)))?;
     // SAFETY: socketpair returned two fresh descriptors that nothing else owns.
     let (a, b) = unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) };
-    Ok((at_least_3(a)?, at_least_3(b)?))
+    Ok((above_passed(a)?, above_passed(b)?))
 }
 
-/// Moves a descriptor to 3 or above, so placing the child's stdio on 0..2 cannot clobber it
-/// (a supervisor started with closed stdio hands out 0..2 for new descriptors).
-fn at_least_3(fd: OwnedFd) -> Result<OwnedFd> {
-    if fd.as_raw_fd() >= 3 {
+/// Descriptors the child places at 3, 4, … for the program (`Command::pass_fd`); every other
+/// descriptor of the plan lives at or above this, so placing stdio and passed descriptors
+/// cannot clobber it (a supervisor started with closed stdio hands out low numbers).
+pub(crate) const MAX_PASSED_FDS: usize = 7;
+const PLAN_FD_MIN: RawFd = 3 + MAX_PASSED_FDS as RawFd;
+
+fn above_passed(fd: OwnedFd) -> Result<OwnedFd> {
+    if fd.as_raw_fd() >= PLAN_FD_MIN {
         return Ok(fd);
     }
-    let moved = sys::dup_at_least(fd.as_raw_fd(), 3).map_err(|e| {
+    let moved = sys::dup_at_least(fd.as_raw_fd(), PLAN_FD_MIN).map_err(|e| {
         JailError::host(
             "moving a descriptor above stdio",
             io::Error::from_raw_os_error(e),
@@ -459,7 +523,7 @@ impl Steps {
                         io::Error::from_raw_os_error(e),
                     )
                 })?;
-            BindSource::Tree(at_least_3(fd)?)
+            BindSource::Tree(above_passed(fd)?)
         } else {
             let mut v = OLDROOT.to_bytes().to_vec();
             v.extend_from_slice(source.as_os_str().as_bytes());
@@ -716,6 +780,7 @@ pub(crate) fn build_plan(
         landlock,
         seccomp: seccomp::program()?,
         stdio: [-1; 3],
+        passed: Vec::new(),
         parent_fds: Vec::new(),
         sync: -1,
         error_write: -1,

@@ -59,3 +59,27 @@ fn a_listener_needs_a_private_network() {
     let p = policy(0);
     assert!(Sandbox::spawn(&p, &Command::new("/bin/true")).is_err());
 }
+
+#[test]
+fn a_passed_descriptor_is_the_only_extra_one() {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let code = "import os, socket\nprint(sorted(int(f) for f in os.listdir('/proc/self/fd')))\ns = socket.socket(fileno=3)\ns.sendall(b'over fd 3')";
+    let cmd = Command::new("/usr/bin/python3")
+        .args(["-c", code])
+        .pass_fd(theirs.into());
+    let sb = Sandbox::spawn(&policy(3128), &cmd).unwrap();
+    drop(cmd); // our copy of their end: EOF must come from the sandbox closing it
+    let out = sb.wait(|_, _| {}).unwrap();
+    let mut got = String::new();
+    let mut ours = ours;
+    ours.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    ours.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "over fd 3");
+    // 0-2, fd 3, and the one listdir itself opens.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[0, 1, 2, 3, 4]",
+        "{out:?}"
+    );
+}
