@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use runtime::{
-    Language, MountSpec, NetworkMode, RunRequest, RunResult, RuntimeError, Status, Stream, language,
-};
+use runtime::{Language, MountSpec, NetworkMode, RunRequest, RunResult, Status, Stream, language};
 
 /// Exit code when the run timed out (as `timeout(1)`).
 pub const EXIT_TIMEOUT: i32 = 124;
@@ -86,12 +84,7 @@ pub fn main(args: RunArgs) -> i32 {
     match result {
         Ok(r) => report(json, &r),
         Err(e) => {
-            let kind = match &e {
-                RuntimeError::InvalidInput { .. } => "InvalidInput",
-                RuntimeError::Unavailable(_) => "SandboxUnavailable",
-                RuntimeError::Interpreter { .. } => "InterpreterNotFound",
-                RuntimeError::Sandbox(_) => "SandboxError",
-            };
+            let kind = e.kind();
             fail(json, &e.to_string(), kind)
         }
     }

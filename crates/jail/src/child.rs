@@ -132,8 +132,8 @@ pub(crate) struct Plan {
     pub stdio: [RawFd; 3],
     /// Descriptors for the program, placed at 3, 4, … (each above the placed range).
     pub passed: Vec<RawFd>,
-    /// Parent-side descriptors the child closes first.
-    pub parent_fds: Vec<RawFd>,
+    /// The only descriptors the child keeps from the clone (sorted); it closes all others.
+    pub keep_fds: Vec<RawFd>,
     /// The child's end of the socket the parent releases it through (twice).
     pub sync: RawFd,
     pub error_write: RawFd,
@@ -223,11 +223,17 @@ pub(crate) fn run(plan: &Plan) -> ! {
 }
 
 fn setup(plan: &Plan) -> StageResult {
-    for &fd in &plan.parent_fds {
-        sys::close(fd);
+    // Everything but our own descriptors goes now: the parent's ends of our pipes, and what
+    // other supervisor threads had open at the clone (another run's pipes among them, whose
+    // EOF must not wait for our exec).
+    let mut next = 3;
+    for &keep in &plan.keep_fds {
+        if keep > next {
+            sys::close_range(next as u32, keep as u32 - 1);
+        }
+        next = next.max(keep + 1);
     }
-    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-        .map_err(at(stage::PDEATHSIG))?;
+    sys::close_range(next as u32, u32::MAX);
 
     // The parent writes our uid/gid maps, then releases us.
     wait_for_parent(plan.sync)?;
@@ -239,6 +245,10 @@ fn setup(plan: &Plan) -> StageResult {
     sys::setresgid(crate::SANDBOX_GID).map_err(at(stage::IDS))?;
     sys::setresuid(crate::SANDBOX_UID).map_err(at(stage::IDS))?;
     sys::raise_all_caps().map_err(at(stage::CAPS_RAISE))?;
+    // Only now: changing credentials clears the parent-death signal. If the parent died before
+    // this, the second release below reads EOF and we leave.
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .map_err(at(stage::PDEATHSIG))?;
 
     sys::setsid().map_err(at(stage::SETSID))?;
     sys::sethostname(&plan.hostname).map_err(at(stage::HOSTNAME))?;
@@ -278,6 +288,8 @@ fn setup(plan: &Plan) -> StageResult {
         // SAFETY: the rules were prepared by the parent; apply only makes raw syscalls.
         unsafe { rules.apply() }.map_err(|(_, e)| (stage::LANDLOCK, e))?;
     }
+    // Dispositions the supervisor ignores (Rust ignores SIGPIPE) would survive execve.
+    sys::reset_signals();
     sys::drop_all_caps().map_err(at(stage::CAPS_DROP))?;
     sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(at(stage::CAPS_DROP))?;
     // SAFETY: the program was compiled before the fork; install only makes the seccomp syscall.
@@ -327,6 +339,10 @@ fn build_root(plan: &Plan) -> StageResult {
         run_step(step).map_err(|e| (stage::STEP_BASE + i as u32, e))?;
     }
 
+    // Binds cloned from the host keep its propagation (a systemd host's `/` is shared): cut
+    // every mount of the new root off, both ways.
+    let rec_private_root = (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong;
+    sys::mount(None, NEWROOT, None, rec_private_root, None).map_err(at(stage::PRIVATE_ROOT))?;
     sys::umount2(OLDROOT, libc::MNT_DETACH).map_err(at(stage::DETACH_OLDROOT))?;
     sys::chdir(NEWROOT).map_err(at(stage::PIVOT_ROOT))?;
     sys::pivot_root(c".", c".").map_err(at(stage::PIVOT_ROOT))?;

@@ -176,7 +176,15 @@ pub const SANDBOX_GID: u32 = 1000;
 pub const SANDBOX_USER: &str = "sandbox";
 
 /// Paths inside the sandbox that the jail builds itself and that no bind may cover.
-const RESERVED: &[&str] = &["/", "/proc", "/dev", "/tmp", "/workspace", "/etc"];
+const RESERVED: &[&str] = &[
+    "/",
+    "/proc",
+    "/dev",
+    "/tmp",
+    "/workspace",
+    "/etc",
+    "/airlock",
+];
 
 impl Policy {
     /// Checks the policy without touching the host beyond `stat`ing mount sources.
@@ -212,10 +220,52 @@ impl Policy {
                     ),
                 );
             }
-            if m.target.starts_with("/proc") || m.target.starts_with("/dev") {
+            // Those are mounted after the binds and would hide them.
+            if ["/proc", "/dev", "/tmp", "/workspace"]
+                .iter()
+                .any(|r| m.target.starts_with(r))
+            {
                 return bad(
                     "mounts.target",
-                    format!("{} is inside /proc or /dev", m.target.display()),
+                    format!(
+                        "{} is inside /proc, /dev, /tmp or /workspace",
+                        m.target.display()
+                    ),
+                );
+            }
+            // The jail writes its files (the program) there after the binds: through a
+            // writable bind they would land on the host.
+            if m.writable && m.target.starts_with("/airlock") {
+                return bad(
+                    "mounts.target",
+                    format!(
+                        "{} is inside /airlock, which is read-only",
+                        m.target.display()
+                    ),
+                );
+            }
+            if let Some(f) = self.files.iter().find(|f| f.target.starts_with(&m.target)) {
+                return bad(
+                    "mounts.target",
+                    format!(
+                        "{} would cover the sandbox's own file {}",
+                        m.target.display(),
+                        f.target.display()
+                    ),
+                );
+            }
+            // Its mount point would be created through a directory the sandbox can change.
+            if self
+                .mounts
+                .iter()
+                .any(|o| o.writable && o.target != m.target && m.target.starts_with(&o.target))
+            {
+                return bad(
+                    "mounts.target",
+                    format!(
+                        "{} lies inside a read-write bind; mount it elsewhere",
+                        m.target.display()
+                    ),
                 );
             }
             if !m.source.exists() {

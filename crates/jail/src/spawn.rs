@@ -136,14 +136,20 @@ impl Sandbox {
             stdout_write.as_raw_fd(),
             stderr_write.as_raw_fd(),
         ];
-        plan.parent_fds = vec![
-            sync_parent.as_raw_fd(),
-            error_read.as_raw_fd(),
-            stdout_read.as_raw_fd(),
-            stderr_read.as_raw_fd(),
-        ];
         plan.sync = sync_child.as_raw_fd();
         plan.error_write = error_write.as_raw_fd();
+        let mut keep: Vec<RawFd> = plan.stdio.to_vec();
+        keep.extend([plan.sync, plan.error_write]);
+        keep.extend(&plan.passed);
+        keep.extend(plan.steps.iter().filter_map(|s| match s {
+            Step::Bind {
+                source: BindSource::Tree(fd),
+                ..
+            } => Some(fd.as_raw_fd()),
+            _ => None,
+        }));
+        keep.sort_unstable();
+        plan.keep_fds = keep;
 
         let mut flags = libc::CLONE_NEWUSER
             | libc::CLONE_NEWNS
@@ -301,6 +307,26 @@ impl Sandbox {
     /// The sandbox's init process as seen from the host.
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// Starts the run's clock now: the wall-clock timeout and the `execute` timing count from
+    /// here, and setup and boot count as zero. For a sandbox pre-started in a pool, whose run
+    /// begins only when its code arrives.
+    pub fn start_clock(&mut self) {
+        let now = Instant::now();
+        self.started = now;
+        self.released = now;
+        self.execed = now;
+    }
+
+    /// Whether the sandbox's init has already exited (it has not been reaped yet).
+    pub fn has_exited(&self) -> bool {
+        let mut fds = [libc::pollfd {
+            fd: self.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        matches!(sys::poll(&mut fds, 0), Ok(n) if n > 0)
     }
 
     /// A handle that kills this sandbox from any thread (cancellation), even while another
@@ -781,7 +807,7 @@ pub(crate) fn build_plan(
         seccomp: seccomp::program()?,
         stdio: [-1; 3],
         passed: Vec::new(),
-        parent_fds: Vec::new(),
+        keep_fds: Vec::new(),
         sync: -1,
         error_write: -1,
     })

@@ -401,6 +401,35 @@ pub(crate) fn cloexec_from(first: u32) -> SysResult {
     .map(drop)
 }
 
+/// Closes every descriptor in `first..=last` (errors are irrelevant: nothing may stay open).
+pub(crate) fn close_range(first: u32, last: u32) {
+    if first <= last {
+        // SAFETY: closing descriptors this process owns; no memory is touched.
+        unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    }
+}
+
+/// Every signal back to its default action and unblocked, as a freshly started program expects.
+pub(crate) fn reset_signals() {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: sigaction is async-signal-safe; a zeroed sigaction with SIG_DFL is valid.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+    // SAFETY: an empty set, passed by pointer to sigprocmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
 pub(crate) fn execve(
     path: &CStr,
     argv: &[*const libc::c_char],

@@ -17,12 +17,27 @@ pub enum RuntimeError {
     #[error("no {language} interpreter found: {why}")]
     Interpreter { language: &'static str, why: String },
 
+    /// Too many runs are already waiting: try again later (HTTP: 429 with Retry-After).
+    #[error("busy: {queued} runs are already waiting; retry later")]
+    Busy { queued: usize },
+
     /// The sandbox could not be started or supervised.
     #[error("{0}")]
     Sandbox(JailError),
 }
 
 impl RuntimeError {
+    /// A stable name for the kind of failure, for faces that report it as data.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RuntimeError::InvalidInput { .. } => "InvalidInput",
+            RuntimeError::Unavailable(_) => "SandboxUnavailable",
+            RuntimeError::Interpreter { .. } => "InterpreterNotFound",
+            RuntimeError::Busy { .. } => "Busy",
+            RuntimeError::Sandbox(_) => "SandboxError",
+        }
+    }
+
     pub(crate) fn invalid(field: &str, why: impl Into<String>) -> RuntimeError {
         RuntimeError::InvalidInput {
             field: field.into(),

@@ -95,8 +95,19 @@ fn find(lang: Language, wanted: &Path) -> Result<Interpreter, String> {
         // A shim (pyenv, asdf) is a script that picks the real interpreter: ask it once.
         exe = ask_python(&exe)?;
     }
+    let prefix = prefix_of(&exe);
+    if let Some(p) = &prefix
+        && is_home(p)
+    {
+        // Binding this "prefix" would expose the whole home directory around the interpreter.
+        return Err(format!(
+            "{} lives directly in the home directory {}; use an interpreter installed in its own prefix",
+            exe.display(),
+            p.display()
+        ));
+    }
     Ok(Interpreter {
-        prefix: prefix_of(&exe),
+        prefix,
         executable: exe,
     })
 }
@@ -136,6 +147,15 @@ fn ask_python(shim: &Path) -> Result<PathBuf, String> {
     }
     let exe = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     std::fs::canonicalize(&exe).map_err(|e| format!("{}: {e}", exe.display()))
+}
+
+/// A home directory (or the directory holding them), which must never be bound whole.
+fn is_home(p: &Path) -> bool {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    p == Path::new("/root")
+        || p == Path::new("/home")
+        || p.parent() == Some(Path::new("/home"))
+        || home.is_some_and(|h| h == p)
 }
 
 /// The interpreter's own installation directory when it lives outside the system paths:

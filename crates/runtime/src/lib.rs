@@ -10,9 +10,12 @@ pub mod language;
 mod request;
 mod result;
 mod run;
+mod scheduler;
+mod warm;
 
 pub use diagnose::{ErrorInfo, Language};
 pub use error::RuntimeError;
 pub use request::{MAX_CODE_BYTES, MountSpec, NetworkMode, RunRequest};
+pub use scheduler::{OnOutput, Scheduler, SchedulerConfig};
 pub use result::{RunResult, Status, TimingMs, UsageInfo};
 pub use run::{Stream, release_host_resources, run};

@@ -20,11 +20,26 @@ pub fn run(
     req: &RunRequest,
     on_output: impl FnMut(Stream, &[u8]),
 ) -> Result<RunResult, RuntimeError> {
+    run_with(req, on_output, |_| {})
+}
+
+/// `run`, handing the sandbox's killer to `on_spawn` as soon as it exists (for cancellation).
+pub(crate) fn run_with(
+    req: &RunRequest,
+    on_output: impl FnMut(Stream, &[u8]),
+    on_spawn: impl FnOnce(jail::Killer),
+) -> Result<RunResult, RuntimeError> {
     req.validate()?;
     let interp = language::locate(req.language)?;
     let (policy, command) = policy_for(req, interp);
-    let outcome = Sandbox::spawn(&policy, &command)?.wait(on_output)?;
+    let sandbox = Sandbox::spawn(&policy, &command)?;
+    on_spawn(sandbox.killer());
+    let outcome = sandbox.wait(on_output)?;
+    Ok(result_from(req, outcome, "cold"))
+}
 
+/// The result of a finished run, in DESIGN §8's terms. `pool` says where its sandbox came from.
+pub(crate) fn result_from(req: &RunRequest, outcome: jail::Outcome, pool: &str) -> RunResult {
     let ending = Ending {
         exit_code: outcome.exit_code,
         signal: outcome.signal,
@@ -47,7 +62,7 @@ pub fn run(
         Status::Error
     };
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    Ok(RunResult {
+    RunResult {
         status,
         exit_code: outcome.exit_code,
         signal: outcome.signal,
@@ -66,16 +81,24 @@ pub fn run(
             cpu_ms: outcome.usage.cpu.as_millis() as u64,
             memory_peak_bytes: outcome.usage.memory_peak_bytes,
         },
-        pool: "cold".into(),
+        pool: pool.into(),
         environment: None,
         stdout_bytes: outcome.stdout,
         stderr_bytes: outcome.stderr,
-    })
+    }
+}
+
+/// V8 sizes its heap from host memory; holding it under the cgroup limit makes a runaway heap
+/// end as a JavaScript "heap out of memory" error rather than an OOM kill.
+pub(crate) fn node_heap_flag(memory_mb: u64) -> String {
+    format!("--max-old-space-size={}", (memory_mb * 3 / 4).max(16))
 }
 
 /// Gives back what the host lent to runs and no run still uses (airlock's parent cgroups), so
 /// an idle supervisor leaves nothing behind. Cheap; safe to call while other runs go on.
 pub fn release_host_resources() {
+    // A crashed supervisor's empty run cgroups go first, so the parents can go too.
+    jail::cgroup::cleanup_stale();
     jail::cgroup::release_parents();
 }
 
@@ -131,14 +154,9 @@ pub(crate) fn policy_for(req: &RunRequest, interp: &language::Interpreter) -> (P
             limits.data_bytes = Some(memory_bytes);
             Command::new(exe).arg(code_path)
         }
-        Language::JavaScript => {
-            // V8 sizes its heap from host memory; hold it under the cgroup limit so a runaway
-            // heap ends as a JavaScript "heap out of memory" error.
-            let heap_mb = (req.memory_mb * 3 / 4).max(16);
-            Command::new(exe)
-                .arg(format!("--max-old-space-size={heap_mb}"))
-                .arg(code_path)
-        }
+        Language::JavaScript => Command::new(exe)
+            .arg(node_heap_flag(req.memory_mb))
+            .arg(code_path),
         Language::Shell => Command::new(exe).arg(code_path),
     };
     env.extend(req.env.clone());

@@ -1,0 +1,341 @@
+//! The `Scheduler`: the API the Python package and the HTTP service wrap. It bounds how many
+//! runs go on at once and how many may wait, serves runs from warm pools of pre-started
+//! sandboxes when it has one built for exactly that request's shape, and cancels a run (killing
+//! its sandbox) when the caller drops the future.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use jail::{Killer, Stream};
+use tokio::sync::Semaphore;
+
+use crate::error::RuntimeError;
+use crate::request::RunRequest;
+use crate::result::RunResult;
+use crate::warm::{self, Warm};
+
+/// Output callback for a run: called from a worker thread with each chunk as it arrives.
+pub type OnOutput = Box<dyn FnMut(Stream, &[u8]) + Send>;
+
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Runs executing at once; further runs wait.
+    pub max_concurrent: usize,
+    /// Runs allowed to wait; beyond it `run` fails at once with `RuntimeError::Busy`.
+    pub max_queue: usize,
+    /// Ready sandboxes kept per request shape (language, packages, limits, network, mounts,
+    /// environment). 0 disables warm pools.
+    pub pool_size: usize,
+    /// A ready sandbox older than this is replaced (rotation).
+    pub max_age: Duration,
+    /// A pool unused this long shrinks to zero.
+    pub idle: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        SchedulerConfig {
+            max_concurrent: cores * 4,
+            max_queue: 1024,
+            pool_size: 2,
+            max_age: Duration::from_secs(60),
+            idle: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Pool {
+    ready: VecDeque<Warm>,
+    filling: usize,
+    template: Option<RunRequest>,
+    last_used: Option<Instant>,
+}
+
+struct Inner {
+    config: SchedulerConfig,
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    pools: Mutex<HashMap<String, Pool>>,
+    /// Sandboxes built for pools since start (for tests and metrics).
+    started_warm: AtomicUsize,
+}
+
+/// Runs requests in fresh sandboxes. Cheap to clone; every clone shares the pools.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+/// Pools are keyed by everything of a request but its code: a request whose limits, network,
+/// mounts, environment or packages differ never gets a sandbox built for another shape.
+fn pool_key(req: &RunRequest) -> String {
+    let shape = RunRequest {
+        code: Vec::new(),
+        ..req.clone()
+    };
+    format!("{shape:?}")
+}
+
+/// A place in the wait queue, given up on drop.
+struct Queued<'a> {
+    count: &'a AtomicUsize,
+    ahead: usize,
+}
+
+impl<'a> Queued<'a> {
+    fn enter(count: &'a AtomicUsize) -> Queued<'a> {
+        Queued {
+            ahead: count.fetch_add(1, Ordering::SeqCst),
+            count,
+        }
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Kills the run's sandbox if the caller stops waiting (the future is dropped).
+struct CancelGuard(Option<Killer>);
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if let Some(k) = self.0.take() {
+            k.kill();
+        }
+    }
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig) -> Scheduler {
+        // What a crashed supervisor left: empty run cgroups.
+        jail::cgroup::cleanup_stale();
+        let inner = Arc::new(Inner {
+            permits: Semaphore::new(config.max_concurrent.max(1)),
+            waiting: AtomicUsize::new(0),
+            pools: Mutex::new(HashMap::new()),
+            started_warm: AtomicUsize::new(0),
+            config,
+        });
+        let weak = Arc::downgrade(&inner);
+        let _ = std::thread::Builder::new()
+            .name("airlock-pool-reaper".into())
+            .spawn(move || reap(weak));
+        Scheduler { inner }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.inner.config
+    }
+
+    /// Runs `req` in a sandbox no other code has run in, streaming output to `on_output`.
+    pub async fn run(
+        &self,
+        req: RunRequest,
+        on_output: OnOutput,
+    ) -> Result<RunResult, RuntimeError> {
+        req.validate()?;
+        let inner = &self.inner;
+        let _permit = match inner.permits.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                // No free slot: wait in the bounded queue, or refuse at once when it is full.
+                let queued = Queued::enter(&inner.waiting);
+                if queued.ahead >= inner.config.max_queue {
+                    return Err(RuntimeError::Busy {
+                        queued: inner.config.max_queue,
+                    });
+                }
+                // Leaving the queue (also when the caller gives up waiting) is `queued`'s drop.
+                let permit = inner.permits.acquire().await;
+                drop(queued);
+                permit.map_err(|_| RuntimeError::Busy { queued: 0 })?
+            }
+        };
+
+        let warm = self.checkout(&req);
+        let mut guard = CancelGuard(warm.as_ref().map(Warm::killer));
+        let (tx, rx) = tokio::sync::oneshot::channel::<Killer>();
+        let task = tokio::task::spawn_blocking(move || execute(req, warm, on_output, tx));
+        // The cold path reports its sandbox's killer once it has one.
+        if guard.0.is_none()
+            && let Ok(k) = rx.await
+        {
+            guard.0 = Some(k);
+        }
+        let result = task.await.map_err(|e| {
+            RuntimeError::Sandbox(jail::JailError::Host {
+                what: "the run's worker thread".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })?;
+        guard.0 = None; // finished: nothing to cancel
+        result
+    }
+
+    /// Fills the pool for requests shaped like `template` and waits until `count` sandboxes
+    /// are ready (or `timeout` passes). Returns how many are ready.
+    pub async fn prewarm(&self, template: &RunRequest, count: usize, timeout: Duration) -> usize {
+        if !warm::warmable(template) || self.inner.config.pool_size == 0 {
+            return 0;
+        }
+        let key = pool_key(template);
+        {
+            let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+            let pool = pools.entry(key.clone()).or_default();
+            pool.template = Some(template.clone());
+            pool.last_used = Some(Instant::now());
+        }
+        refill(&self.inner, &key);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ready = self.ready(template);
+            if ready >= count.min(self.inner.config.pool_size) || Instant::now() >= deadline {
+                return ready;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Ready sandboxes for requests shaped like `req`.
+    pub fn ready(&self, req: &RunRequest) -> usize {
+        let pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.get(&pool_key(req)).map_or(0, |p| p.ready.len())
+    }
+
+    /// Sandboxes built for pools since this scheduler started.
+    pub fn warm_started(&self) -> usize {
+        self.inner.started_warm.load(Ordering::Relaxed)
+    }
+
+    /// Takes a ready sandbox for `req`'s shape, if one is fresh enough, and tops the pool up.
+    fn checkout(&self, req: &RunRequest) -> Option<Warm> {
+        if self.inner.config.pool_size == 0 || !warm::warmable(req) {
+            return None;
+        }
+        let key = pool_key(req);
+        let taken = {
+            let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+            let pool = pools.entry(key.clone()).or_default();
+            pool.template.get_or_insert_with(|| RunRequest {
+                code: Vec::new(),
+                ..req.clone()
+            });
+            pool.last_used = Some(Instant::now());
+            let max_age = self.inner.config.max_age;
+            pool.ready.retain(|w| w.born.elapsed() < max_age);
+            pool.ready.pop_front()
+        };
+        refill(&self.inner, &key);
+        taken
+    }
+}
+
+/// Runs on a worker thread: a warm sandbox if there is one (and it is alive), else cold.
+fn execute(
+    req: RunRequest,
+    warm: Option<Warm>,
+    mut on_output: OnOutput,
+    killer_tx: tokio::sync::oneshot::Sender<Killer>,
+) -> Result<RunResult, RuntimeError> {
+    if let Some(w) = warm {
+        match w.run(&req, &mut on_output) {
+            Ok(r) => return Ok(r),
+            // It died before the code arrived: nothing ran, so a cold sandbox may serve.
+            Err(warm::Undelivered) => {
+                tracing::warn!("a warm sandbox died before its run; running cold")
+            }
+        }
+    }
+    crate::run::run_with(&req, on_output, |k| {
+        let _ = killer_tx.send(k);
+    })
+}
+
+/// Starts building sandboxes until the pool for `key` holds `pool_size` (counting those
+/// being built).
+fn refill(inner: &Arc<Inner>, key: &str) {
+    let template = {
+        let mut pools = inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(pool) = pools.get_mut(key) else {
+            return;
+        };
+        let Some(t) = pool.template.clone() else {
+            return;
+        };
+        if pool.ready.len() + pool.filling >= inner.config.pool_size {
+            return;
+        }
+        pool.filling += 1;
+        t
+    };
+    let weak = Arc::downgrade(inner);
+    let owned_key = key.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("airlock-pool-fill".into())
+        .spawn(move || {
+            let key = owned_key;
+            let made = Warm::start(&template);
+            let Some(inner) = weak.upgrade() else { return };
+            let mut pools = inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(pool) = pools.get_mut(&key) else {
+                return;
+            };
+            pool.filling -= 1;
+            match made {
+                Ok(w) => {
+                    inner.started_warm.fetch_add(1, Ordering::Relaxed);
+                    pool.ready.push_back(w);
+                    drop(pools);
+                    refill(&inner, &key);
+                }
+                // Not retried in a loop: the next checkout tries again.
+                Err(e) => tracing::warn!("pre-starting a sandbox failed: {e}"),
+            }
+        });
+    if spawned.is_err() {
+        let mut pools = inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = pools.get_mut(key) {
+            pool.filling -= 1;
+        }
+    }
+}
+
+/// Rotates sandboxes past their age and empties pools nobody used lately. Ends with the
+/// scheduler.
+fn reap(weak: Weak<Inner>) {
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(inner) = weak.upgrade() else { return };
+        let mut stale = Vec::new();
+        let keys: Vec<String> = {
+            let mut pools = inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+            let (max_age, idle) = (inner.config.max_age, inner.config.idle);
+            pools.retain(|_, pool| {
+                let (old, keep): (Vec<Warm>, Vec<Warm>) = pool
+                    .ready
+                    .drain(..)
+                    .partition(|w| w.born.elapsed() >= max_age);
+                pool.ready = keep.into();
+                stale.extend(old);
+                let unused = pool.last_used.is_none_or(|t| t.elapsed() >= idle);
+                if unused && pool.filling == 0 {
+                    stale.extend(pool.ready.drain(..));
+                    return false;
+                }
+                true
+            });
+            pools.keys().cloned().collect()
+        };
+        drop(stale); // destroyed outside the lock
+        for key in keys {
+            refill(&inner, &key);
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The Scheduler: warm pools of use-once sandboxes, fresh state between runs, faults, and
+//! cancellation.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_runtime::{Language, RunRequest, Scheduler, SchedulerConfig, Status};
+
+fn req(lang: Language, code: &str) -> RunRequest {
+    RunRequest {
+        language: lang,
+        code: code.as_bytes().to_vec(),
+        ..RunRequest::default()
+    }
+}
+
+fn sched(pool_size: usize) -> Scheduler {
+    Scheduler::new(SchedulerConfig {
+        pool_size,
+        ..SchedulerConfig::default()
+    })
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn run(s: &Scheduler, r: RunRequest) -> airlock_runtime::RunResult {
+    s.run(r, Box::new(|_, _| {}))
+        .await
+        .expect("the run completes")
+}
+
+#[test]
+fn warm_runs_in_every_language() {
+    rt().block_on(async {
+        let s = sched(1);
+        for (lang, code, want) in [
+            (
+                Language::Python,
+                "import sys\nprint(1, sys.argv[0], __name__)",
+                "1 /airlock/main.py __main__\n",
+            ),
+            (
+                Language::JavaScript,
+                "console.log(1, require.main === module)",
+                "1 true\n",
+            ),
+            (Language::Shell, "echo 1 $0", "1 /airlock/main.sh\n"),
+        ] {
+            let r = req(lang, code);
+            assert_eq!(
+                s.prewarm(&r, 1, Duration::from_secs(20)).await,
+                1,
+                "{lang:?} pool never filled"
+            );
+            let out = run(&s, r).await;
+            assert_eq!(out.pool, "warm", "{lang:?}");
+            assert_eq!(out.status, Status::Ok, "{lang:?}: {out:?}");
+            assert_eq!(out.stdout, want, "{lang:?}");
+        }
+    });
+}
+
+#[test]
+fn warm_errors_look_like_cold_ones() {
+    rt().block_on(async {
+        let s = sched(1);
+        let r = req(Language::Python, "x = 1\ndef f():\n    return 1 / 0\nf()");
+        s.prewarm(&r, 1, Duration::from_secs(20)).await;
+        let out = run(&s, r).await;
+        assert_eq!(out.pool, "warm");
+        assert_eq!(out.status, Status::Error);
+        let e = out.error.expect("parsed error");
+        assert_eq!(e.kind, "ZeroDivisionError");
+        assert_eq!(e.line, Some(3));
+        assert!(
+            !out.stderr.contains("agent"),
+            "the agent shows in the traceback: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("return 1 / 0"),
+            "source line missing: {}",
+            out.stderr
+        );
+        let r = req(Language::Python, "import sys\nsys.exit(7)");
+        s.prewarm(&r, 1, Duration::from_secs(20)).await;
+        assert_eq!(run(&s, r).await.exit_code, Some(7));
+    });
+}
+
+#[test]
+fn state_never_leaks_between_runs_of_one_pool() {
+    rt().block_on(async {
+        let s = sched(2);
+        let plant = req(
+            Language::Python,
+            r#"
+import builtins, os, random, subprocess, json
+builtins.print_orig = print
+json.MARK = "planted"
+open("/tmp/planted", "w").write("x")
+open("/workspace/planted", "w").write("x")
+os.environ["PLANTED"] = "1"
+subprocess.Popen(["sleep", "300"])
+random.seed(1234)
+print(random.random())
+"#,
+        );
+        let probe = req(
+            Language::Python,
+            r#"
+import builtins, os, random, json
+print(hasattr(builtins, "print_orig"), hasattr(json, "MARK"), os.path.exists("/tmp/planted"),
+      os.path.exists("/workspace/planted"), "PLANTED" in os.environ,
+      sorted(int(p) for p in os.listdir("/proc") if p.isdigit()) == [1])
+print(random.random())
+"#,
+        );
+        // Same shape (same limits, same language): the same pool serves both.
+        s.prewarm(&plant, 2, Duration::from_secs(20)).await;
+        let a = run(&s, plant).await;
+        let b = run(&s, probe).await;
+        assert_eq!(a.pool, "warm");
+        assert_eq!(b.pool, "warm");
+        let lines: Vec<&str> = b.stdout.lines().collect();
+        assert_eq!(
+            lines[0], "False False False False False True",
+            "{}",
+            b.stdout
+        );
+        assert_ne!(lines[1], a.stdout.trim(), "random state carried over");
+    });
+}
+
+#[test]
+fn a_request_with_other_limits_never_gets_that_sandbox() {
+    rt().block_on(async {
+        let s = sched(1);
+        let small = RunRequest {
+            memory_mb: 64,
+            ..req(Language::Python, "print(1)")
+        };
+        s.prewarm(&small, 1, Duration::from_secs(20)).await;
+        let big = RunRequest {
+            memory_mb: 256,
+            ..req(Language::Python, "print(2)")
+        };
+        let out = run(&s, big).await;
+        assert_eq!(out.pool, "cold");
+        assert_eq!(s.ready(&small), 1, "the other shape's sandbox was used");
+    });
+}
+
+#[test]
+fn concurrent_runs_see_only_themselves() {
+    rt().block_on(async {
+        let s = sched(2);
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let code = format!(
+                    "import os, signal\nopen('/tmp/me', 'w').write('{i}')\nkilled = 0\nfor pid in range(2, 400):\n    try:\n        os.kill(pid, signal.SIGKILL); killed += 1\n    except OSError:\n        pass\nprint({i}, open('/tmp/me').read(), killed, len([p for p in os.listdir('/proc') if p.isdigit()]))"
+                );
+                run(&s, req(Language::Python, &code)).await
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            let out = t.await.unwrap();
+            assert_eq!(out.status, Status::Ok, "{out:?}");
+            assert_eq!(out.stdout.trim(), format!("{i} {i} 0 1"), "run {i} saw another run");
+        }
+    });
+}
+
+#[test]
+fn killing_a_warm_sandbox_mid_run_is_a_clear_error_and_the_pool_recovers() {
+    rt().block_on(async {
+        let s = sched(1);
+        let r = req(
+            Language::Python,
+            "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(30)",
+        );
+        s.prewarm(&r, 1, Duration::from_secs(20)).await;
+        // The sandbox's init is killed from outside (as a crash or the OOM killer would).
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let s2 = s.clone();
+        let r2 = r.clone();
+        let task = tokio::spawn(async move {
+            s2.run(
+                r2,
+                Box::new(move |_, b| sink.lock().unwrap().extend_from_slice(b)),
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let victims: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|pid: &i32| {
+                // Only this test's sandboxes: their init is our child (other tests run in
+                // parallel processes).
+                let ours = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .map(|s| {
+                        s.lines()
+                            .any(|l| l == format!("PPid:\t{}", std::process::id()))
+                    })
+                    .unwrap_or(false);
+                ours && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains("/airlock/agent.py"))
+                    .unwrap_or(false)
+            })
+            .collect();
+        assert!(!victims.is_empty());
+        for v in &victims {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(v.to_string())
+                .status();
+        }
+        let out = task.await.unwrap().expect("a result, not a hang");
+        assert_eq!(out.status, Status::Killed, "{out:?}");
+        assert_eq!(out.signal, Some(9));
+        // Never silently re-run: its output appeared once.
+        assert_eq!(
+            String::from_utf8_lossy(&seen.lock().unwrap())
+                .lines()
+                .count(),
+            1
+        );
+        // And the pool serves the next run.
+        assert!(s.prewarm(&r, 1, Duration::from_secs(20)).await >= 1);
+
+        let next = run(&s, req(Language::Python, "print('next')")).await;
+        assert_eq!(next.stdout, "next\n", "{next:?}");
+    });
+}
+
+#[test]
+fn dropping_the_future_kills_the_run() {
+    rt().block_on(async {
+        let s = sched(0);
+        let marker = format!(
+            "{}.{}",
+            7000 + std::process::id() % 1000,
+            std::process::id()
+        );
+        let r = req(Language::Shell, &format!("sleep {marker}"));
+        let fut = s.run(r, Box::new(|_, _| {}));
+        let _ = tokio::time::timeout(Duration::from_millis(700), fut).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let alive = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+                .unwrap_or(false)
+        });
+        assert!(!alive, "the cancelled run is still running");
+    });
+}
+
+#[test]
+fn excess_waiting_runs_are_refused_not_hung() {
+    rt().block_on(async {
+        let s = Scheduler::new(SchedulerConfig {
+            max_concurrent: 1,
+            max_queue: 1,
+            pool_size: 0,
+            ..SchedulerConfig::default()
+        });
+        let slow = || req(Language::Shell, "sleep 2");
+        let a = tokio::spawn({
+            let s = s.clone();
+            async move { s.run(slow(), Box::new(|_, _| {})).await }
+        });
+        let b = tokio::spawn({
+            let s = s.clone();
+            async move { s.run(slow(), Box::new(|_, _| {})).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let c = s.run(slow(), Box::new(|_, _| {})).await;
+        assert!(
+            matches!(c, Err(airlock_runtime::RuntimeError::Busy { .. })),
+            "{c:?}"
+        );
+        assert!(a.await.unwrap().is_ok() && b.await.unwrap().is_ok());
+    });
+}
