@@ -539,3 +539,31 @@ both!(only_the_interpreter_prefix_of_a_home_is_visible, |who| {
     }
     assert_eq!(lines.next().unwrap(), "/home None", "{out}");
 });
+
+both!(signals_start_at_their_defaults, |who| {
+    // The supervisor ignores SIGPIPE (Rust does); the program must not inherit that.
+    let out = ok_stdout(&sh_in(who, &[], "yes | head -c 1 >/dev/null; echo ${PIPESTATUS[0]}; grep -E '^Sig(Ign|Blk)' /proc/self/status"));
+    assert!(out.starts_with("141\n"), "SIGPIPE did not kill the writer: {out}");
+    assert!(out.contains("SigIgn:\t0000000000000000") && out.contains("SigBlk:\t0000000000000000"), "{out}");
+});
+
+#[test]
+fn host_mounts_do_not_propagate_into_a_running_sandbox() {
+    let Some(who) = identity(true) else { return };
+    let _ = who;
+    let src = HostDir::new("propagation");
+    std::fs::create_dir_all(src.path().join("sub")).unwrap();
+    // In a private copy of the host's mount namespace made shared (as systemd hosts are), mount
+    // something under the bound source while the sandbox runs.
+    let script = format!(
+        "mount --make-rshared / && {{ {bin} run --json --timeout 20 --mount {src}:/data --lang shell -c 'sleep 2; grep -c \" /data/sub \" /proc/self/mountinfo || true; ls /data/sub' & sleep 1; mount -t tmpfs none {src}/sub && touch {src}/sub/leaked; wait; }}",
+        bin = bin().display(),
+        src = src.path().display()
+    );
+    let out = std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {:?}", out));
+    let seen = stdout(&v);
+    assert!(seen.starts_with("0\n"), "a host mount propagated into the sandbox: {v}");
+    assert!(!seen.contains("leaked"), "{v}");
+}

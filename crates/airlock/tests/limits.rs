@@ -185,3 +185,33 @@ both!(cpu_usage_and_timing_are_reported, |who| {
     let t = &v["timing"];
     assert!(t["total_ms"].as_f64().unwrap() >= t["execute_ms"].as_f64().unwrap());
 });
+
+both!(sandbox_dies_with_its_supervisor, |who| {
+    let marker = format!("{}.{}", 8000 + std::process::id() % 1000, std::process::id());
+    let mut sup = airlock(who)
+        .args(["run", "--timeout", "60", "--lang", "shell", "-c", &format!("sleep {marker}")])
+        .spawn()
+        .unwrap();
+    let pattern = format!("sleep {marker}");
+    let mut seen = false;
+    for _ in 0..250 {
+        if !processes_with(&pattern).is_empty() {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(seen, "the sandboxed process never started");
+    // SIGKILL: the supervisor gets no chance to clean up; the kernel's death signal must.
+    sup.kill().unwrap();
+    let _ = sup.wait();
+    let mut gone = false;
+    for _ in 0..250 {
+        if processes_with(&pattern).is_empty() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(gone, "the sandbox outlived its supervisor: {:?}", processes_with(&pattern));
+});

@@ -409,25 +409,51 @@ pub(crate) fn close_range(first: u32, last: u32) {
     }
 }
 
-/// Every signal back to its default action and unblocked, as a freshly started program expects.
+/// The kernel's `struct sigaction` for rt_sigaction (not libc's, which differs in layout).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Every signal back to its default action and unblocked, as a freshly started program
+/// expects. Raw syscalls: libc refuses to touch the signals it reserves for itself (32, 33),
+/// which a supervisor may still have inherited as ignored.
 pub(crate) fn reset_signals() {
+    let dfl = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: sigaction is async-signal-safe; a zeroed sigaction with SIG_DFL is valid.
+        // SAFETY: a valid kernel sigaction with SIG_DFL; no old action is read back.
         unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &act, std::ptr::null_mut());
-        }
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null::<u8>(),
+                8,
+            )
+        };
     }
-    // SAFETY: an empty set, passed by pointer to sigprocmask.
+    let empty: u64 = 0;
+    // SAFETY: an empty 8-byte signal set, passed by pointer.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null::<u8>(),
+            8,
+        )
+    };
 }
 
 pub(crate) fn execve(
