@@ -384,9 +384,14 @@ fn run_step(step: &Step) -> sys::SysResult {
             }
             match source {
                 BindSource::Tree(fd) => sys::move_mount(fd.as_raw_fd(), target),
+                // The same as the supervisor does when it is root, from inside: no symlink on
+                // the way, a private clone with the attributes, attached.
                 BindSource::Path(path) => {
-                    sys::mount(Some(path), target, None, bind, None)?;
-                    sys::mount_setattr_recursive(target, *attrs)
+                    let tree = sys::open_tree_clone(path)?;
+                    let r = sys::mount_setattr_fd(tree, *attrs)
+                        .and_then(|()| sys::move_mount(tree, target));
+                    sys::close(tree);
+                    r
                 }
             }
         }

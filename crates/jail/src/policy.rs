@@ -276,6 +276,21 @@ impl Policy {
             }
         }
         for f in &self.files {
+            if f.target.starts_with("/proc") || f.target.starts_with("/dev") {
+                return bad(
+                    "files.target",
+                    format!("{} is inside /proc or /dev", f.target.display()),
+                );
+            }
+            if self.workspace.is_some() && f.target.starts_with("/workspace") {
+                return bad(
+                    "files.target",
+                    format!(
+                        "{} would be written into the host's workspace directory",
+                        f.target.display()
+                    ),
+                );
+            }
             if !f.target.is_absolute()
                 || has_dot_components(&f.target)
                 || f.target.parent().is_none()

@@ -572,7 +572,6 @@ impl Steps {
             options: cstr(format!("size={bytes},mode={mode:o}"), "tmpfs")?,
             flags,
         });
-        self.mounted.push(target.to_path_buf());
         Ok(())
     }
 }
@@ -663,8 +662,11 @@ pub(crate) fn build_plan(
     for m in mounts {
         s.bind(&m.source, &m.target, if m.writable { RW } else { RO })?;
     }
+    // Files for the read-only root now; those for /tmp and /workspace once those exist.
+    let in_tmpfs =
+        |f: &&crate::File| f.target.starts_with("/tmp") || f.target.starts_with("/workspace");
     let mut root_bytes: u64 = 1 << 20;
-    for f in &policy.files {
+    for f in policy.files.iter().filter(|f| !in_tmpfs(f)) {
         root_bytes += f.contents.len() as u64 + 4096;
         s.file(&f.target, f.contents.clone(), f.mode)?;
     }
@@ -707,6 +709,10 @@ pub(crate) fn build_plan(
             0o755,
             nosuid_nodev,
         )?,
+    }
+
+    for f in policy.files.iter().filter(in_tmpfs) {
+        s.file(&f.target, f.contents.clone(), f.mode)?;
     }
 
     s.parents(Path::new("/proc"))?;

@@ -88,13 +88,51 @@ pub(crate) fn mount_setattr_recursive(path: &CStr, set: u64) -> SysResult {
 /// Clones the mount tree at `path` into a detached mount (as a bind would) and returns its fd.
 /// Done by the supervisor, so paths resolve with its full host permissions.
 pub(crate) fn open_tree_clone(path: &CStr) -> SysResult<RawFd> {
+    let fd = open_no_symlinks(path)?;
+    let tree = open_tree_of(fd);
+    close(fd);
+    tree
+}
+
+/// `struct open_how` of <linux/openat2.h>.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Opens `path` as O_PATH, refusing it if any component is a symlink: a bind source must be
+/// exactly the directory that was asked for, never somewhere a planted link points.
+pub(crate) fn open_no_symlinks(path: &CStr) -> SysResult<RawFd> {
+    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: path is a valid C string; how is a valid open_how of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    check(r).map(|fd| fd as RawFd)
+}
+
+/// Clones the mount tree at the opened `fd` into a detached mount and returns its fd.
+pub(crate) fn open_tree_of(fd: RawFd) -> SysResult<RawFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let flags = OPEN_TREE_CLONE
         | libc::O_CLOEXEC as libc::c_uint
         | libc::AT_RECURSIVE as libc::c_uint
-        | libc::AT_SYMLINK_NOFOLLOW as libc::c_uint;
-    // SAFETY: path is a valid C string; the returned fd is owned by the caller.
-    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+        | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: fd is an open descriptor; the empty path names it; the result is ours.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) };
     check(r).map(|fd| fd as RawFd)
 }
 
