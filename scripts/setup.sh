@@ -11,6 +11,9 @@ command -v bwrap >/dev/null || need+=(bubblewrap)        # a peer for `airlock b
 command -v unshare >/dev/null || need+=(util-linux)      # a peer for `airlock bench`; setpriv for tests
 command -v useradd >/dev/null || need+=(passwd)          # tests create an unprivileged user
 command -v flock >/dev/null || need+=(util-linux)
+command -v npm >/dev/null || need+=(npm)                  # installs JavaScript packages (-p)
+have_uv() { python3 -c 'import uv' 2>/dev/null || command -v uv >/dev/null; }
+have_uv || python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "setup: please install: ${need[*]}" >&2
@@ -18,6 +21,12 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# uv installs the Python packages runs name (-p); its wheel on the Python index ships the binary.
+if ! have_uv; then
+  python3 -m pip install --quiet --disable-pip-version-check uv 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages uv \
+    || { echo "setup: could not install uv: run \`python3 -m pip install uv\` or set AIRLOCK_UV" >&2; exit 1; }
 fi
 if ! command -v cargo >/dev/null; then
   echo "setup: Rust (cargo) is required; install it with rustup" >&2

@@ -19,6 +19,12 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Measured warm Scheduler runs (0 skips the warm rows).
+    #[arg(long, default_value_t = 200)]
+    warm_runs: usize,
+    /// Seconds of sustained load for the throughput row.
+    #[arg(long, default_value_t = 5.0)]
+    sustain_seconds: f64,
 }
 
 struct Stat {
@@ -112,6 +118,19 @@ pub fn main(args: BenchArgs) -> i32 {
     let mut al_host = vec![me.clone(), "run".into(), "--network".into(), "host".into()];
     pass(&mut al_host);
     let mut r = row("airlock run --network host", al_host);
+    r.env.push(("AIRLOCK_PYTHON".into(), py.clone()));
+    rows.push(r);
+
+    // The allowlist's extra cost over `none`: the proxy listener and the proxy's thread. No
+    // request is made, so nothing is resolved or contacted.
+    let mut al_list = vec![
+        me.clone(),
+        "run".into(),
+        "--allow-domain".into(),
+        "x.test".into(),
+    ];
+    pass(&mut al_list);
+    let mut r = row("airlock run --allow-domain x.test", al_list);
     r.env.push(("AIRLOCK_PYTHON".into(), py.clone()));
     rows.push(r);
 
@@ -213,6 +232,21 @@ pub fn main(args: BenchArgs) -> i32 {
         .map(|(m, _)| m)
         .unwrap_or(f64::NAN);
 
+    let warm = if args.warm_runs > 0 {
+        crate::bench_warm::measure(args.warm_runs, args.sustain_seconds)
+    } else {
+        Vec::new()
+    };
+    let warm_json: Vec<_> = warm
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "name": w.name, "median_ms": w.median_ms, "p90_ms": w.p90_ms, "p99_ms": w.p99_ms,
+                "per_second": w.per_second, "note": w.note,
+            })
+        })
+        .collect();
+
     if args.json {
         let rows: Vec<_> = stats
             .iter()
@@ -234,7 +268,7 @@ pub fn main(args: BenchArgs) -> i32 {
             .collect();
         println!(
             "{}",
-            serde_json::json!({ "interpreter": py, "runs": args.runs, "target_ratio": 1.15, "rows": rows })
+            serde_json::json!({ "interpreter": py, "runs": args.runs, "target_ratio": 1.15, "rows": rows, "warm": warm_json })
         );
     } else {
         println!(
@@ -258,6 +292,25 @@ pub fn main(args: BenchArgs) -> i32 {
             }
         }
         println!("target (DESIGN §10): airlock run -c pass <= 1.15x bare");
+        if !warm.is_empty() {
+            println!();
+            println!(
+                "{:<38} {:>10} {:>10} {:>10} {:>9}",
+                "warm (in-process Scheduler)", "median ms", "p90 ms", "p99 ms", "runs/s"
+            );
+            let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
+            for w in &warm {
+                println!(
+                    "{:<38} {:>10} {:>10} {:>10} {:>9}  {}",
+                    w.name,
+                    f(w.median_ms),
+                    f(w.p90_ms),
+                    f(w.p99_ms),
+                    w.per_second.map_or("-".into(), |x| format!("{x:.0}")),
+                    w.note
+                );
+            }
+        }
     }
     0
 }

@@ -1,7 +1,9 @@
 //! The `airlock` command line: a thin face over the runtime.
 
 mod bench;
+mod bench_warm;
 mod doctor;
+mod env;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,9 @@ enum Cmd {
     Doctor,
     /// Measure sandboxed runs against bare execution and peers, side by side.
     Bench(bench::BenchArgs),
+    /// Dependency environments: list, create or prune the cached package sets.
+    #[command(subcommand)]
+    Env(env::EnvCmd),
 }
 
 fn main() {
@@ -33,6 +38,7 @@ fn main() {
         Cmd::Run(args) => run::main(*args),
         Cmd::Doctor => doctor::main(),
         Cmd::Bench(args) => bench::main(args),
+        Cmd::Env(cmd) => env::main(cmd),
     };
     std::process::exit(code);
 }

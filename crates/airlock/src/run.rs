@@ -23,9 +23,13 @@ pub struct RunArgs {
     /// python, javascript or shell (default: from the file's extension, else python).
     #[arg(long = "lang", short = 'l')]
     lang: Option<String>,
-    /// Package to install for the run (pip or npm specifier); repeatable.
+    /// Package for the run (pip requirement or npm spec), installed once into a cached
+    /// environment; repeatable.
     #[arg(short = 'p', long = "package")]
     packages: Vec<String>,
+    /// Explicit opt-in: accept URLs, local paths and VCS references as packages.
+    #[arg(long)]
+    allow_unsafe_specs: bool,
     /// Wall-clock timeout in seconds.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
@@ -38,12 +42,22 @@ pub struct RunArgs {
     /// Maximum number of processes.
     #[arg(long, default_value_t = 256)]
     pids: u64,
-    /// none (default), allowlist or host.
-    #[arg(long, default_value = "none")]
-    network: String,
-    /// Domain reachable under `--network allowlist`; repeatable.
+    /// none (default), allowlist (implied by --allow-domain) or host (the host's network:
+    /// weaker, explicit opt-in).
+    #[arg(long)]
+    network: Option<String>,
+    /// Name reachable under `--network allowlist` (exact, or `*.suffix`); repeatable. Only HTTP
+    /// and HTTPS through airlock's proxy; no domain at all means no network.
     #[arg(long = "allow-domain")]
     allow_domains: Vec<String>,
+    /// Under `--network allowlist`: let allowed names lead to private, loopback, link-local
+    /// or carrier-grade NAT addresses (cloud metadata stays refused).
+    #[arg(long)]
+    allow_private_addresses: bool,
+    /// NAME=IP[,IP…]: use these addresses for NAME instead of the host's resolver (like curl's
+    /// --resolve; allowlist only). The address checks still apply; the tests use it.
+    #[arg(long = "resolve")]
+    resolve: Vec<String>,
     /// SRC:DST[:ro|rw] bind of a host path; repeatable.
     #[arg(long = "mount")]
     mounts: Vec<String>,
@@ -68,18 +82,24 @@ pub fn main(args: RunArgs) -> i32 {
         Err(e) => return fail(json, &format!("{e:#}"), "InvalidInput"),
     };
     let live = !json;
-    let result = runtime::run(&req, |stream, bytes| {
-        if live {
-            // Output streams through as it comes; a closed terminal must not kill the run.
-            let _ = match stream {
-                Stream::Stdout => std::io::stdout()
-                    .lock()
-                    .write_all(bytes)
-                    .and_then(|_| std::io::stdout().flush()),
-                Stream::Stderr => std::io::stderr().lock().write_all(bytes),
-            };
-        }
-    });
+    let mut progress = crate::env::InstallProgress::new(!json && std::io::stderr().is_terminal());
+    let result = runtime::run_with_progress(
+        &req,
+        |stream, bytes| {
+            if live {
+                // Output streams through as it comes; a closed terminal must not kill the run.
+                let _ = match stream {
+                    Stream::Stdout => std::io::stdout()
+                        .lock()
+                        .write_all(bytes)
+                        .and_then(|_| std::io::stdout().flush()),
+                    Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+                };
+            }
+        },
+        &mut |p| progress.event(p),
+    );
+    drop(progress);
     runtime::release_host_resources();
     match result {
         Ok(r) => report(json, &r),
@@ -123,14 +143,22 @@ fn request(a: RunArgs) -> anyhow::Result<RunRequest> {
         })?,
         None => file_lang.unwrap_or(Language::Python),
     };
-    if !a.packages.is_empty() {
-        bail!("invalid `package`: dependency environments are not available in this version yet");
-    }
-    let network = NetworkMode::parse(&a.network)?;
-    if !a.allow_domains.is_empty() {
-        bail!(
-            "invalid `allow-domain`: only valid with `--network allowlist`, which is not available yet"
-        );
+    // --allow-domain alone means --network allowlist.
+    let network = match &a.network {
+        Some(n) => NetworkMode::parse(n)?,
+        None if !a.allow_domains.is_empty() => NetworkMode::Allowlist,
+        None => NetworkMode::None,
+    };
+    let mut pinned_hosts = std::collections::BTreeMap::new();
+    for r in &a.resolve {
+        let bad = || format!("invalid `resolve`: {r:?} is not NAME=IP[,IP…]");
+        let (name, ips) = r.split_once('=').with_context(bad)?;
+        let ips = ips
+            .split(',')
+            .map(|ip| ip.trim().parse::<std::net::IpAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(bad)?;
+        pinned_hosts.insert(name.to_string(), ips);
     }
     if !a.timeout.is_finite() || a.timeout <= 0.0 {
         bail!(
@@ -152,8 +180,7 @@ fn request(a: RunArgs) -> anyhow::Result<RunRequest> {
         .collect::<Result<Vec<_>, _>>()?;
     let workdir = match &a.workdir {
         Some(w) => Some(
-            std::fs::canonicalize(w)
-                .with_context(|| format!("invalid `workdir`: {}", w.display()))?,
+            runtime::resolve_host_path(w).map_err(|e| anyhow::anyhow!("invalid `workdir`: {e}"))?,
         ),
         None => None,
     };
@@ -165,10 +192,15 @@ fn request(a: RunArgs) -> anyhow::Result<RunRequest> {
         pids: a.pids,
         cpus: a.cpus,
         network,
+        allowed_domains: a.allow_domains,
+        allow_private: a.allow_private_addresses,
+        pinned_hosts,
         mounts,
         workdir,
         env,
         weak_limits: a.weak_limits,
+        packages: a.packages,
+        allow_unsafe_specs: a.allow_unsafe_specs,
         ..RunRequest::default()
     })
 }

@@ -542,9 +542,19 @@ both!(only_the_interpreter_prefix_of_a_home_is_visible, |who| {
 
 both!(signals_start_at_their_defaults, |who| {
     // The supervisor ignores SIGPIPE (Rust does); the program must not inherit that.
-    let out = ok_stdout(&sh_in(who, &[], "yes | head -c 1 >/dev/null; echo ${PIPESTATUS[0]}; grep -E '^Sig(Ign|Blk)' /proc/self/status"));
-    assert!(out.starts_with("141\n"), "SIGPIPE did not kill the writer: {out}");
-    assert!(out.contains("SigIgn:\t0000000000000000") && out.contains("SigBlk:\t0000000000000000"), "{out}");
+    let out = ok_stdout(&sh_in(
+        who,
+        &[],
+        "yes | head -c 1 >/dev/null; echo ${PIPESTATUS[0]}; grep -E '^Sig(Ign|Blk)' /proc/self/status",
+    ));
+    assert!(
+        out.starts_with("141\n"),
+        "SIGPIPE did not kill the writer: {out}"
+    );
+    assert!(
+        out.contains("SigIgn:\t0000000000000000") && out.contains("SigBlk:\t0000000000000000"),
+        "{out}"
+    );
 });
 
 #[test]
@@ -560,10 +570,66 @@ fn host_mounts_do_not_propagate_into_a_running_sandbox() {
         bin = bin().display(),
         src = src.path().display()
     );
-    let out = std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {:?}", out));
+    let v: serde_json::Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|_| panic!("{text} {:?}", out));
     let seen = stdout(&v);
-    assert!(seen.starts_with("0\n"), "a host mount propagated into the sandbox: {v}");
+    assert!(
+        seen.starts_with("0\n"),
+        "a host mount propagated into the sandbox: {v}"
+    );
     assert!(!seen.contains("leaked"), "{v}");
 }
+
+both!(a_planted_symlink_cannot_redirect_a_later_bind, |who| {
+    let work = HostDir::new("planted");
+    let victim = HostDir::new("victim-home");
+    std::fs::create_dir_all(victim.path().join(".ssh")).unwrap();
+    std::fs::write(victim.path().join(".ssh/id_rsa"), SECRET).unwrap();
+    // Run 1 plants a symlink in its read-write workspace, pointing at the victim directory.
+    let plant = format!(
+        "import os\nos.symlink('{}', '/workspace/sub')",
+        victim.path().display()
+    );
+    ok_stdout(&py_with(
+        who,
+        &["--workdir", work.path().to_str().unwrap()],
+        &plant,
+    ));
+    assert!(
+        std::fs::symlink_metadata(work.path().join("sub"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // Run 2 is asked to bind a path through that link: refused, nothing read or written.
+    let through = work.path().join("sub/.ssh");
+    for flag in ["--workdir", "--mount"] {
+        let arg = if flag == "--mount" {
+            format!("{}:/data:rw", through.display())
+        } else {
+            through.display().to_string()
+        };
+        let (v, code) = run_json(
+            who,
+            &[
+                flag,
+                &arg,
+                "--lang",
+                "shell",
+                "-c",
+                "cat /workspace/id_rsa /data/id_rsa; echo PWNED > /workspace/authorized_keys",
+            ],
+        );
+        assert_eq!(code, 125, "{flag}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("symlink"),
+            "{v}"
+        );
+    }
+    assert!(!victim.path().join(".ssh/authorized_keys").exists());
+});

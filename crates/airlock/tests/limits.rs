@@ -187,9 +187,21 @@ both!(cpu_usage_and_timing_are_reported, |who| {
 });
 
 both!(sandbox_dies_with_its_supervisor, |who| {
-    let marker = format!("{}.{}", 8000 + std::process::id() % 1000, std::process::id());
+    let marker = format!(
+        "{}.{}",
+        8000 + std::process::id() % 1000,
+        std::process::id()
+    );
     let mut sup = airlock(who)
-        .args(["run", "--timeout", "60", "--lang", "shell", "-c", &format!("sleep {marker}")])
+        .args([
+            "run",
+            "--timeout",
+            "60",
+            "--lang",
+            "shell",
+            "-c",
+            &format!("sleep {marker}"),
+        ])
         .spawn()
         .unwrap();
     let pattern = format!("sleep {marker}");
@@ -213,5 +225,9 @@ both!(sandbox_dies_with_its_supervisor, |who| {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(gone, "the sandbox outlived its supervisor: {:?}", processes_with(&pattern));
+    assert!(
+        gone,
+        "the sandbox outlived its supervisor: {:?}",
+        processes_with(&pattern)
+    );
 });

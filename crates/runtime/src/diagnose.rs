@@ -1124,6 +1124,12 @@ fn npm_module_hint(message: &str) -> Option<String> {
     })
 }
 
+/// Whether an error of this type and message is a failed connection or name lookup.
+pub(crate) fn looks_like_network_error(kind: &str, message: &str) -> bool {
+    let message = head(message, 64 * 1024);
+    is_network_error(short_kind(kind), message, &message.to_ascii_lowercase())
+}
+
 fn is_network_error(short: &str, message: &str, lower: &str) -> bool {
     const NAMES: [&str; 12] = [
         "gaierror",

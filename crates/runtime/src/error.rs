@@ -24,6 +24,24 @@ pub enum RuntimeError {
     /// The sandbox could not be started or supervised.
     #[error("{0}")]
     Sandbox(JailError),
+
+    /// Installing the run's packages failed (DependencyInstallError): `message` is the
+    /// installer's own account (the missing version, the build error).
+    #[error("installing {specs} with {installer} failed:\n{message}")]
+    Install {
+        installer: &'static str,
+        specs: String,
+        message: String,
+    },
+
+    /// The dependency-environment store or an installer cannot be used on this host; `why`
+    /// says what to do.
+    #[error("{what}: {why}")]
+    Environment { what: String, why: String },
+
+    /// The network allowlist's proxy could not be set up for the sandbox.
+    #[error("network allowlist: {0}")]
+    Network(String),
 }
 
 impl RuntimeError {
@@ -35,6 +53,9 @@ impl RuntimeError {
             RuntimeError::Interpreter { .. } => "InterpreterNotFound",
             RuntimeError::Busy { .. } => "Busy",
             RuntimeError::Sandbox(_) => "SandboxError",
+            RuntimeError::Install { .. } => "DependencyInstallError",
+            RuntimeError::Environment { .. } => "EnvironmentError",
+            RuntimeError::Network(_) => "NetworkError",
         }
     }
 

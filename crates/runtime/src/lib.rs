@@ -4,9 +4,12 @@
 //! limits" into a jail `Policy`, runs it, and reports the result in DESIGN §8's fields, with the
 //! language's own error parsed into `error` and a hint for the common cases.
 
+mod channel;
 pub mod diagnose;
+pub mod environment;
 mod error;
 pub mod language;
+pub mod network;
 mod request;
 mod result;
 mod run;
@@ -14,8 +17,9 @@ mod scheduler;
 mod warm;
 
 pub use diagnose::{ErrorInfo, Language};
+pub use environment::{EnvInfo, PackageConfig, Progress};
 pub use error::RuntimeError;
-pub use request::{MAX_CODE_BYTES, MountSpec, NetworkMode, RunRequest};
-pub use scheduler::{OnOutput, Scheduler, SchedulerConfig};
+pub use request::{MAX_CODE_BYTES, MountSpec, NetworkMode, RunRequest, resolve_host_path};
 pub use result::{RunResult, Status, TimingMs, UsageInfo};
-pub use run::{Stream, release_host_resources, run};
+pub use run::{Stream, release_host_resources, run, run_with_progress};
+pub use scheduler::{OnOutput, Scheduler, SchedulerConfig};

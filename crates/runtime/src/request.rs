@@ -17,6 +17,9 @@ pub enum NetworkMode {
     None,
     /// The host's network: an explicit, weaker opt-in.
     Host,
+    /// Only `RunRequest::allowed_domains`, over HTTP(S) through a host-side proxy (see
+    /// `network`). No domains means `None`.
+    Allowlist,
 }
 
 impl NetworkMode {
@@ -24,10 +27,7 @@ impl NetworkMode {
         match s {
             "none" => Ok(NetworkMode::None),
             "host" => Ok(NetworkMode::Host),
-            "allowlist" => Err(RuntimeError::invalid(
-                "network",
-                "`allowlist` is not available yet in this version; use `none` (default) or `host`",
-            )),
+            "allowlist" => Ok(NetworkMode::Allowlist),
             other => Err(RuntimeError::invalid(
                 "network",
                 format!("{other:?} is not one of none, allowlist, host"),
@@ -63,7 +63,8 @@ impl MountSpec {
         if src.is_empty() || dst.is_empty() {
             return Err(bad("empty path"));
         }
-        let source = std::fs::canonicalize(src).map_err(|e| bad(&format!("source {src}: {e}")))?;
+        let source = resolve_host_path(std::path::Path::new(src))
+            .map_err(|e| bad(&format!("source {src}: {e}")))?;
         let target = PathBuf::from(dst);
         if !target.is_absolute() {
             return Err(bad(
@@ -78,6 +79,42 @@ impl MountSpec {
     }
 }
 
+/// The real path of a host path the caller wants bound in, following only symlinks owned by
+/// root. A symlink owned by anyone else may have been planted by an earlier sandbox through a
+/// read-write bind (a sandbox runs as its caller's uid when the caller is not root), so
+/// following it could bind whatever it points at — the caller's `~/.ssh`, say.
+pub fn resolve_host_path(path: &std::path::Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::MetadataExt;
+    let abs = std::path::absolute(path).map_err(|e| e.to_string())?;
+    let mut real = PathBuf::from("/");
+    for part in abs.components().skip(1) {
+        match part {
+            std::path::Component::ParentDir => {
+                real.pop();
+                continue;
+            }
+            std::path::Component::CurDir => continue,
+            _ => {}
+        }
+        let next = real.join(part);
+        let meta =
+            std::fs::symlink_metadata(&next).map_err(|e| format!("{}: {e}", next.display()))?;
+        if meta.file_type().is_symlink() {
+            if meta.uid() != 0 {
+                return Err(format!(
+                    "{} is a symlink owned by uid {} (a sandbox may have planted it); give the real path",
+                    next.display(),
+                    meta.uid()
+                ));
+            }
+            real = std::fs::canonicalize(&next).map_err(|e| format!("{}: {e}", next.display()))?;
+        } else {
+            real = next;
+        }
+    }
+    Ok(real)
+}
+
 /// One run: code, language and limits. `Default` gives DESIGN §7's defaults.
 #[derive(Clone, Debug)]
 pub struct RunRequest {
@@ -89,6 +126,14 @@ pub struct RunRequest {
     /// CPU quota in cores (fractions allowed).
     pub cpus: f64,
     pub network: NetworkMode,
+    /// Under `NetworkMode::Allowlist`: the names the sandbox may reach (exact or `*.suffix`).
+    pub allowed_domains: Vec<String>,
+    /// Under `NetworkMode::Allowlist`: explicit opt-in to names that resolve to private,
+    /// loopback, link-local or carrier-grade NAT addresses (cloud metadata stays refused).
+    pub allow_private: bool,
+    /// Under `NetworkMode::Allowlist`: fixed addresses for names (like curl's `--resolve`),
+    /// used instead of the host's resolver. The address checks still apply to them.
+    pub pinned_hosts: BTreeMap<String, Vec<std::net::IpAddr>>,
     pub mounts: Vec<MountSpec>,
     /// A host directory bound read-write at `/workspace` instead of a private tmpfs.
     pub workdir: Option<PathBuf>,
@@ -98,7 +143,28 @@ pub struct RunRequest {
     pub tmp_mb: u64,
     /// Explicit opt-in: run with rlimit-only limits where no cgroup can be had.
     pub weak_limits: bool,
+    /// Packages for the run: pip requirement specifiers (Python) or npm specs (JavaScript),
+    /// installed once per set into a cached environment mounted read-only (DESIGN §5).
+    /// Unpinned specs work but are cache-unfriendly: the environment keeps whatever version
+    /// was newest when it was built, until it is pruned.
+    pub packages: Vec<String>,
+    /// Explicit opt-in: accept URLs, local paths and VCS references among `packages`.
+    /// Installer options (`--index-url`, `-e`, `-r`) are refused even then.
+    pub allow_unsafe_specs: bool,
+    /// Where environments are stored and which index or mirror installs use.
+    pub package_config: crate::environment::PackageConfig,
+    /// Files placed in `/workspace` before the code runs: a path relative to `/workspace`,
+    /// and the contents. Not with `workdir` (that directory is the host's).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// A private result channel: the program finds a descriptor number in `AIRLOCK_RESULT_FD`,
+    /// and what it writes there (up to `RESULT_LIMIT` bytes) comes back as `RunResult::result`.
+    pub result_channel: bool,
 }
+
+/// Most bytes a run may send back over its result channel.
+pub const RESULT_LIMIT: usize = 256 << 20;
+/// Most bytes of input files per run.
+pub const MAX_FILES_BYTES: usize = 64 << 20;
 
 impl Default for RunRequest {
     fn default() -> Self {
@@ -110,6 +176,9 @@ impl Default for RunRequest {
             pids: 256,
             cpus: 1.0,
             network: NetworkMode::None,
+            allowed_domains: Vec::new(),
+            allow_private: false,
+            pinned_hosts: BTreeMap::new(),
             mounts: Vec::new(),
             workdir: None,
             env: BTreeMap::new(),
@@ -117,6 +186,11 @@ impl Default for RunRequest {
             stderr_limit: 1 << 20,
             tmp_mb: 256,
             weak_limits: false,
+            packages: Vec::new(),
+            allow_unsafe_specs: false,
+            package_config: Default::default(),
+            files: Vec::new(),
+            result_channel: false,
         }
     }
 }
@@ -222,6 +296,35 @@ impl RunRequest {
         if self.tmp_mb == 0 {
             return Err(RuntimeError::invalid("tmp", "must be at least 1 MiB"));
         }
+        crate::network::check_request(self)?;
+        let mut total = 0;
+        for (path, contents) in &self.files {
+            let p = std::path::Path::new(path);
+            let clean = !path.is_empty()
+                && p.is_relative()
+                && p.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+                && !path.contains('\0');
+            if !clean {
+                return Err(RuntimeError::invalid(
+                    "files",
+                    format!("{path:?} must be a relative path inside /workspace, without `..`"),
+                ));
+            }
+            total += contents.len();
+        }
+        if total > MAX_FILES_BYTES {
+            return Err(RuntimeError::invalid(
+                "files",
+                format!("{total} bytes; the limit is {MAX_FILES_BYTES}"),
+            ));
+        }
+        if !self.files.is_empty() && self.workdir.is_some() {
+            return Err(RuntimeError::invalid(
+                "files",
+                "cannot be combined with workdir (a host directory)",
+            ));
+        }
         for name in self.env.keys() {
             check_env_name(name)?;
         }
@@ -258,7 +361,25 @@ impl RunRequest {
                     ),
                 ));
             }
+            let env_mount = std::path::Path::new(crate::environment::ENV_MOUNT);
+            if m.target.starts_with("/opt/airlock")
+                || (!self.packages.is_empty() && env_mount.starts_with(&m.target))
+            {
+                return Err(RuntimeError::invalid(
+                    "mount",
+                    format!(
+                        "{} would cover {}, where the run's packages are mounted",
+                        m.target.display(),
+                        env_mount.display()
+                    ),
+                ));
+            }
         }
+        crate::environment::spec::parse_all(
+            self.language,
+            &self.packages,
+            self.allow_unsafe_specs,
+        )?;
         Ok(())
     }
 }

@@ -21,6 +21,10 @@ pub struct TimingMs {
     pub boot_ms: f64,
     pub execute_ms: f64,
     pub total_ms: f64,
+    /// Time to find the run's dependency environment, or to install it on a miss. Not part of
+    /// `total_ms` (the sandbox's own time); 0 without packages.
+    #[serde(default)]
+    pub install_ms: f64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +48,18 @@ pub struct RunResult {
     pub usage: UsageInfo,
     /// "warm" or "cold".
     pub pool: String,
+    /// The dependency environment's key, or null without packages.
     pub environment: Option<String>,
+    /// Whether the environment was already built (`true`: no install work was done); null
+    /// without packages.
+    #[serde(default)]
+    pub environment_cached: Option<bool>,
     /// The raw bytes, for faces that can carry them.
     #[serde(skip)]
     pub stdout_bytes: Vec<u8>,
     #[serde(skip)]
     pub stderr_bytes: Vec<u8>,
+    /// What the program wrote to its result channel (`RunRequest::result_channel`), if open.
+    #[serde(skip)]
+    pub result: Option<Vec<u8>>,
 }

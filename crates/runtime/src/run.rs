@@ -8,8 +8,10 @@ use jail::{CgroupMode, Command, File, Limits, Mount, Network, Policy, Sandbox};
 pub use jail::Stream;
 
 use crate::diagnose::{self, Ending, Language};
+use crate::environment::{self, Progress};
 use crate::error::RuntimeError;
 use crate::language::{self, SYSTEM_PATHS};
+use crate::network::{self, NetworkSetup};
 use crate::request::{NetworkMode, RunRequest};
 use crate::result::{RunResult, Status, TimingMs, UsageInfo};
 
@@ -23,19 +25,62 @@ pub fn run(
     run_with(req, on_output, |_| {})
 }
 
+/// `run`, reporting a dependency install's progress (for a terminal's spinner) to `on_progress`.
+pub fn run_with_progress(
+    req: &RunRequest,
+    on_output: impl FnMut(Stream, &[u8]),
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<RunResult, RuntimeError> {
+    run_inner(req, on_output, |_| {}, on_progress)
+}
+
 /// `run`, handing the sandbox's killer to `on_spawn` as soon as it exists (for cancellation).
 pub(crate) fn run_with(
     req: &RunRequest,
     on_output: impl FnMut(Stream, &[u8]),
     on_spawn: impl FnOnce(jail::Killer),
 ) -> Result<RunResult, RuntimeError> {
+    run_inner(req, on_output, on_spawn, &mut |_| {})
+}
+
+fn run_inner(
+    req: &RunRequest,
+    on_output: impl FnMut(Stream, &[u8]),
+    on_spawn: impl FnOnce(jail::Killer),
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<RunResult, RuntimeError> {
     req.validate()?;
     let interp = language::locate(req.language)?;
-    let (policy, command) = policy_for(req, interp);
-    let sandbox = Sandbox::spawn(&policy, &command)?;
+    // Held (a shared lock on its key) until the run ends, so a prune cannot pull it away.
+    let env = environment::ensure_for(req, interp, on_progress)?;
+    let (mut policy, command) = policy_for(req, interp);
+    if let Some(e) = &env {
+        e.apply(&mut policy);
+    }
+    let net = NetworkSetup::for_request(req)?;
+    net.apply(&mut policy);
+    let (command, channel) = match req.result_channel {
+        true => crate::channel::open(&mut policy, command, 3).map(|(c, ch)| (c, Some(ch)))?,
+        false => (command, None),
+    };
+    let mut sandbox = Sandbox::spawn(&policy, &command)?;
+    drop(command); // our copy of the channel's write end: EOF must come from the sandbox
+    // Serves the sandbox's loopback listener until the run ends (allowlist only).
+    let proxy = net.start(&mut sandbox)?;
     on_spawn(sandbox.killer());
-    let outcome = sandbox.wait(on_output)?;
-    Ok(result_from(req, outcome, "cold"))
+    let outcome = sandbox.wait(on_output);
+    let log = proxy.map(network::Proxy::stop);
+    let mut result = result_from(req, outcome?, "cold");
+    if let Some(ch) = channel {
+        result.result = Some(ch.finish()?);
+    }
+    if let Some(e) = &env {
+        e.annotate(&mut result);
+    }
+    if let Some(log) = log {
+        network::annotate(&mut result, &log);
+    }
+    Ok(result)
 }
 
 /// The result of a finished run, in DESIGN §8's terms. `pool` says where its sandbox came from.
@@ -45,7 +90,7 @@ pub(crate) fn result_from(req: &RunRequest, outcome: jail::Outcome, pool: &str) 
         signal: outcome.signal,
         timed_out: outcome.timed_out,
         memory_limit: outcome.memory_limit,
-        network_none: req.network == NetworkMode::None,
+        network_none: network::effective_mode(req) == NetworkMode::None,
         timeout_secs: req.timeout.as_secs_f64(),
         memory_mb: req.memory_mb,
     };
@@ -76,6 +121,7 @@ pub(crate) fn result_from(req: &RunRequest, outcome: jail::Outcome, pool: &str) 
             boot_ms: ms(outcome.timing.boot),
             execute_ms: ms(outcome.timing.execute),
             total_ms: ms(outcome.timing.total),
+            install_ms: 0.0,
         },
         usage: UsageInfo {
             cpu_ms: outcome.usage.cpu.as_millis() as u64,
@@ -83,8 +129,10 @@ pub(crate) fn result_from(req: &RunRequest, outcome: jail::Outcome, pool: &str) 
         },
         pool: pool.into(),
         environment: None,
+        environment_cached: None,
         stdout_bytes: outcome.stdout,
         stderr_bytes: outcome.stderr,
+        result: None,
     }
 }
 
@@ -163,15 +211,22 @@ pub(crate) fn policy_for(req: &RunRequest, interp: &language::Interpreter) -> (P
 
     let policy = Policy {
         mounts,
-        files: vec![File {
+        files: std::iter::once(File {
             target: PathBuf::from(code_path),
             contents: req.code.clone(),
             mode: 0o644,
-        }],
+        })
+        .chain(req.files.iter().map(|(path, contents)| File {
+            target: PathBuf::from("/workspace").join(path),
+            contents: contents.clone(),
+            mode: 0o644,
+        }))
+        .collect(),
         workspace: req.workdir.clone(),
         env,
         network: match req.network {
-            NetworkMode::None => Network::None,
+            // Without its proxy (`NetworkSetup::start`) an allowlist sandbox has no network.
+            NetworkMode::None | NetworkMode::Allowlist => Network::None,
             NetworkMode::Host => Network::Host,
         },
         limits,

@@ -62,6 +62,8 @@ struct Inner {
     pools: Mutex<HashMap<String, Pool>>,
     /// Sandboxes built for pools since start (for tests and metrics).
     started_warm: AtomicUsize,
+    /// Set by `shutdown`: no more pool refills.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Runs requests in fresh sandboxes. Cheap to clone; every clone shares the pools.
@@ -121,6 +123,7 @@ impl Scheduler {
             waiting: AtomicUsize::new(0),
             pools: Mutex::new(HashMap::new()),
             started_warm: AtomicUsize::new(0),
+            closing: std::sync::atomic::AtomicBool::new(false),
             config,
         });
         let weak = Arc::downgrade(&inner);
@@ -160,6 +163,10 @@ impl Scheduler {
         };
 
         let warm = self.checkout(&req);
+        let shape = RunRequest {
+            code: Vec::new(),
+            ..req.clone()
+        };
         let mut guard = CancelGuard(warm.as_ref().map(Warm::killer));
         let (tx, rx) = tokio::sync::oneshot::channel::<Killer>();
         let task = tokio::task::spawn_blocking(move || execute(req, warm, on_output, tx));
@@ -176,6 +183,7 @@ impl Scheduler {
             })
         })?;
         guard.0 = None; // finished: nothing to cancel
+        self.replenish(&shape);
         result
     }
 
@@ -209,6 +217,29 @@ impl Scheduler {
         pools.get(&pool_key(req)).map_or(0, |p| p.ready.len())
     }
 
+    /// Stops refilling, waits for sandboxes being built, and destroys every ready one, so
+    /// nothing of this scheduler remains (call before the process exits; a process that exits
+    /// mid-build leaves empty cgroups for the next start's cleanup).
+    pub async fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        loop {
+            let drained: Vec<Warm> = {
+                let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+                let filling: usize = pools.values().map(|p| p.filling).sum();
+                let ready = pools.values_mut().flat_map(|p| p.ready.drain(..)).collect();
+                if filling == 0 {
+                    pools.clear();
+                    drop(pools);
+                    drop(ready);
+                    return;
+                }
+                ready
+            };
+            drop(drained);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Sandboxes built for pools since this scheduler started.
     pub fn warm_started(&self) -> usize {
         self.inner.started_warm.load(Ordering::Relaxed)
@@ -219,21 +250,26 @@ impl Scheduler {
         if self.inner.config.pool_size == 0 || !warm::warmable(req) {
             return None;
         }
-        let key = pool_key(req);
-        let taken = {
-            let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
-            let pool = pools.entry(key.clone()).or_default();
-            pool.template.get_or_insert_with(|| RunRequest {
-                code: Vec::new(),
-                ..req.clone()
-            });
-            pool.last_used = Some(Instant::now());
-            let max_age = self.inner.config.max_age;
-            pool.ready.retain(|w| w.born.elapsed() < max_age);
-            pool.ready.pop_front()
-        };
-        refill(&self.inner, &key);
-        taken
+        let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let pool = pools.entry(pool_key(req)).or_default();
+        pool.template.get_or_insert_with(|| RunRequest {
+            code: Vec::new(),
+            ..req.clone()
+        });
+        pool.last_used = Some(Instant::now());
+        let max_age = self.inner.config.max_age;
+        // Past their age, or dead (killed while waiting): never handed out.
+        pool.ready
+            .retain(|w| w.born.elapsed() < max_age && w.alive());
+        pool.ready.pop_front()
+    }
+
+    /// Tops the pool for `req`'s shape up again; called after a run, so building the next
+    /// sandbox does not compete with the run for CPU.
+    fn replenish(&self, req: &RunRequest) {
+        if self.inner.config.pool_size > 0 && warm::warmable(req) {
+            refill(&self.inner, &pool_key(req));
+        }
     }
 }
 
@@ -261,6 +297,9 @@ fn execute(
 /// Starts building sandboxes until the pool for `key` holds `pool_size` (counting those
 /// being built).
 fn refill(inner: &Arc<Inner>, key: &str) {
+    if inner.closing.load(Ordering::SeqCst) {
+        return;
+    }
     let template = {
         let mut pools = inner.pools.lock().unwrap_or_else(|p| p.into_inner());
         let Some(pool) = pools.get_mut(key) else {

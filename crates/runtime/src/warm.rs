@@ -29,13 +29,17 @@ const SHELL_WARM_MAX: usize = 100 * 1024;
 
 /// Whether `req` can be served by a pre-started sandbox.
 pub(crate) fn warmable(req: &RunRequest) -> bool {
-    req.language != Language::Shell || req.code.len() <= SHELL_WARM_MAX
+    // Packages and the allowlist proxy are set up per run on the cold path only, for now.
+    let plain = req.packages.is_empty()
+        && crate::network::effective_mode(req) != crate::request::NetworkMode::Allowlist;
+    plain && (req.language != Language::Shell || req.code.len() <= SHELL_WARM_MAX)
 }
 
 /// A sandbox whose interpreter waits for its one run.
 pub(crate) struct Warm {
     sandbox: Sandbox,
     control: UnixStream,
+    channel: Option<crate::channel::ResultChannel>,
     pub(crate) born: Instant,
 }
 
@@ -68,12 +72,23 @@ impl Warm {
             }
             Language::Shell => Command::new(&interp.executable).args(["-c", SHELL_AGENT]),
         };
-        let sandbox = Sandbox::spawn(&policy, &command.pass_fd(theirs.into()))?;
+        let command = command.pass_fd(theirs.into());
+        let (command, channel) = match template.result_channel {
+            true => crate::channel::open(&mut policy, command, 4).map(|(c, ch)| (c, Some(ch)))?,
+            false => (command, None),
+        };
+        let sandbox = Sandbox::spawn(&policy, &command)?;
+        drop(command); // our copies of the sandbox's ends: EOF must come from the sandbox
         Ok(Warm {
             sandbox,
             control: ours,
+            channel,
             born: Instant::now(),
         })
+    }
+
+    pub(crate) fn alive(&self) -> bool {
+        !self.sandbox.has_exited()
     }
 
     pub(crate) fn killer(&self) -> Killer {
@@ -103,10 +118,17 @@ impl Warm {
         }
         self.sandbox.start_clock();
         drop(self.control); // EOF for the shell agent; nothing more is ever sent
-        match self.sandbox.wait(on_output) {
-            Ok(outcome) => Ok(result_from(req, outcome, "warm")),
-            Err(e) => Ok(sandbox_failure(e)),
+        let mut result = match self.sandbox.wait(on_output) {
+            Ok(outcome) => result_from(req, outcome, "warm"),
+            Err(e) => return Ok(sandbox_failure(e.to_string())),
+        };
+        if let Some(ch) = self.channel {
+            match ch.finish() {
+                Ok(bytes) => result.result = Some(bytes),
+                Err(e) => return Ok(sandbox_failure(e.to_string())),
+            }
         }
+        Ok(result)
     }
 }
 
@@ -116,7 +138,7 @@ pub(crate) struct Undelivered;
 
 /// Supervising a delivered run failed (the host side, not the program): report it as the run's
 /// result rather than retrying, since the code may have run.
-fn sandbox_failure(e: jail::JailError) -> RunResult {
+fn sandbox_failure(message: String) -> RunResult {
     RunResult {
         status: crate::result::Status::SandboxError,
         exit_code: None,
@@ -127,7 +149,7 @@ fn sandbox_failure(e: jail::JailError) -> RunResult {
         stderr_truncated: false,
         error: Some(crate::diagnose::ErrorInfo {
             kind: "SandboxError".into(),
-            message: e.to_string(),
+            message,
             line: None,
             file: None,
             hint: None,
@@ -137,8 +159,10 @@ fn sandbox_failure(e: jail::JailError) -> RunResult {
         usage: Default::default(),
         pool: "warm".into(),
         environment: None,
+        environment_cached: None,
         stdout_bytes: Vec::new(),
         stderr_bytes: Vec::new(),
+        result: None,
     }
 }
 

@@ -15,17 +15,43 @@ fn req(lang: Language, code: &str) -> RunRequest {
 }
 
 fn sched(pool_size: usize) -> Scheduler {
-    Scheduler::new(SchedulerConfig {
+    track(Scheduler::new(SchedulerConfig {
         pool_size,
         ..SchedulerConfig::default()
-    })
+    }))
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+fn track(s: Scheduler) -> Scheduler {
+    MADE.with(|m| m.borrow_mut().push(s.clone()));
+    s
+}
+
+thread_local! {
+    // Per test thread, so tests sharing one process (cargo test) never stop each other's.
+    static MADE: std::cell::RefCell<Vec<Scheduler>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs a test body, then shuts every scheduler it made down, so no sandbox or cgroup of the
+/// test outlives it.
+struct Rt(tokio::runtime::Runtime);
+
+impl Rt {
+    fn block_on<F: std::future::Future<Output = ()>>(&self, f: F) {
+        self.0.block_on(f);
+        let all = MADE.with(|m| std::mem::take(&mut *m.borrow_mut()));
+        self.0.block_on(async move {
+            for s in all {
+                s.shutdown().await;
+            }
+        });
+    }
+}
+
+fn rt() -> Rt {
+    Rt(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .unwrap()
+        .unwrap())
 }
 
 async fn run(s: &Scheduler, r: RunRequest) -> airlock_runtime::RunResult {
@@ -225,6 +251,16 @@ fn killing_a_warm_sandbox_mid_run_is_a_clear_error_and_the_pool_recovers() {
                 .arg(v.to_string())
                 .status();
         }
+        // SIGKILL takes effect asynchronously: wait until they are zombies.
+        for v in &victims {
+            for _ in 0..500 {
+                let st = std::fs::read_to_string(format!("/proc/{v}/stat")).unwrap_or_default();
+                if st.is_empty() || st.contains(") Z ") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
         let out = task.await.unwrap().expect("a result, not a hang");
         assert_eq!(out.status, Status::Killed, "{out:?}");
         assert_eq!(out.signal, Some(9));
@@ -268,12 +304,12 @@ fn dropping_the_future_kills_the_run() {
 #[test]
 fn excess_waiting_runs_are_refused_not_hung() {
     rt().block_on(async {
-        let s = Scheduler::new(SchedulerConfig {
+        let s = track(Scheduler::new(SchedulerConfig {
             max_concurrent: 1,
             max_queue: 1,
             pool_size: 0,
             ..SchedulerConfig::default()
-        });
+        }));
         let slow = || req(Language::Shell, "sleep 2");
         let a = tokio::spawn({
             let s = s.clone();
@@ -290,5 +326,33 @@ fn excess_waiting_runs_are_refused_not_hung() {
             "{c:?}"
         );
         assert!(a.await.unwrap().is_ok() && b.await.unwrap().is_ok());
+    });
+}
+
+#[test]
+fn result_channel_and_input_files_cold_and_warm() {
+    rt().block_on(async {
+        let code = "import os\ndata = open('/workspace/in/data.bin', 'rb').read()\nwith os.fdopen(int(os.environ['AIRLOCK_RESULT_FD']), 'wb') as f:\n    f.write(data * 2)\nprint('stdout is separate')";
+        let big = vec![7u8; 6 << 20];
+        let r = RunRequest {
+            files: vec![("in/data.bin".into(), big.clone())],
+            result_channel: true,
+            ..req(Language::Python, code)
+        };
+        for pool_size in [0, 1] {
+            let s = sched(pool_size);
+            if pool_size > 0 {
+                assert_eq!(s.prewarm(&r, 1, Duration::from_secs(20)).await, 1);
+            }
+            let out = run(&s, r.clone()).await;
+            assert_eq!(out.status, Status::Ok, "{out:?}");
+            assert_eq!(out.pool, if pool_size > 0 { "warm" } else { "cold" });
+            assert_eq!(out.stdout, "stdout is separate\n");
+            let got = out.result.expect("a result");
+            assert_eq!(got.len(), big.len() * 2);
+            assert!(got.iter().all(|b| *b == 7));
+        }
+        let bad = RunRequest { files: vec![("../escape".into(), vec![])], ..req(Language::Python, "1") };
+        assert!(sched(0).run(bad, Box::new(|_, _| {})).await.is_err());
     });
 }

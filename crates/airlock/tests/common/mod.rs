@@ -99,6 +99,9 @@ mkdir -p "$home/.ssh"; printf '%s' '{s}' > "$home/.ssh/id_ed25519"; chown -R {u}
 printf '%s' '{s}' > {tm}; chmod 644 {tm}
 mkdir -p {bd}; chmod 755 {bd}
 if ! cmp -s {bin} {bd}/airlock; then cp {bin} {bd}/airlock.new; chmod 755 {bd}/airlock.new; mv {bd}/airlock.new {bd}/airlock; fi
+# uv (the Python installer) usually lives in root's interpreter prefix, which this user cannot enter.
+uvbin=$(python3 -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null || true)
+if [ -n "$uvbin" ] && ! cmp -s "$uvbin" {bd}/uv; then cp "$uvbin" {bd}/uv.new; chmod 755 {bd}/uv.new; mv {bd}/uv.new {bd}/uv; fi
 uid=$(id -u {u}); gid=$(id -g {u})
 if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
   # pure cgroup v2: delegate a subtree with the controllers enabled
@@ -177,6 +180,7 @@ pub fn airlock(who: &Who) -> Command {
                 // The root-owned pyenv interpreter lives in /root, which this user cannot enter.
                 .env("AIRLOCK_PYTHON", "/usr/bin/python3")
                 .env("AIRLOCK_CGROUP_PARENT", USER_CGROUP)
+                .env("AIRLOCK_UV", format!("{}/uv", user_bin_dir()))
                 .current_dir("/");
             c
         }

@@ -3,8 +3,12 @@
 # then the code), closes it, and runs the code as `python /airlock/main.py` would. The
 # sandbox serves this one run and is destroyed; the run's exit status is the kernel's wait
 # status of this process, which user code can neither read in advance nor forge for another run.
+import atexit as _atexit
+import linecache as _linecache
 import os as _os
 import sys as _sys
+import traceback as _traceback
+import types as _types
 
 
 def _airlock_read_exactly(fd, n):
@@ -18,32 +22,65 @@ def _airlock_read_exactly(fd, n):
     return b"".join(chunks)
 
 
+def _airlock_exit(status):
+    # What interpreter shutdown does that a program can observe — joining non-daemon threads,
+    # atexit handlers, flushing stdio — without tearing down every module: the sandbox is
+    # destroyed right after, and the teardown would cost milliseconds per run.
+    threading = _sys.modules.get("threading")
+    try:
+        if threading is not None:
+            threading._shutdown()
+    except BaseException:
+        pass
+    try:
+        _atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    for stream in (_sys.stdout, _sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    _os._exit(status)
+
+
+def _airlock_exit_status(e):
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        print(code, file=_sys.stderr)
+    except BaseException:
+        pass
+    return 1
+
+
 def _airlock_run():
     size = int.from_bytes(_airlock_read_exactly(3, 8), "big")
     code = _airlock_read_exactly(3, size)
     _os.close(3)
-    import linecache
-    import types
-
     path = "/airlock/main.py"
     text = code.decode("utf-8", "surrogateescape")
-    linecache.cache[path] = (len(text), None, text.splitlines(True), path)
-    main = types.ModuleType("__main__")
+    _linecache.cache[path] = (len(text), None, text.splitlines(True), path)
+    main = _types.ModuleType("__main__")
     main.__file__ = path
     main.__builtins__ = __builtins__
     _sys.modules["__main__"] = main
     _sys.argv = [path]
     try:
         exec(compile(code, path, "exec"), main.__dict__)
-    except SystemExit:
-        raise
+    except SystemExit as e:
+        _airlock_exit(_airlock_exit_status(e))
     except BaseException as e:  # print as the interpreter would, without the agent's frame
-        import traceback
-
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
-        traceback.print_exception(type(e), e, tb)
-        _sys.stderr.flush()
-        raise SystemExit(1)
+        try:
+            _traceback.print_exception(type(e), e, tb)
+        except BaseException:
+            pass
+        _airlock_exit(1)
+    _airlock_exit(0)
 
 
 _airlock_run()
