@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Seconds of sustained load for the throughput row.
     #[arg(long, default_value_t = 5.0)]
     sustain_seconds: f64,
+    /// Runs of a soak that reports the supervisor's memory before and after (0: none).
+    #[arg(long, default_value_t = 0)]
+    soak_runs: usize,
 }
 
 struct Stat {
@@ -233,7 +236,7 @@ pub fn main(args: BenchArgs) -> i32 {
         .unwrap_or(f64::NAN);
 
     let warm = if args.warm_runs > 0 {
-        crate::bench_warm::measure(args.warm_runs, args.sustain_seconds)
+        crate::bench_warm::measure(args.warm_runs, args.sustain_seconds, args.soak_runs)
     } else {
         Vec::new()
     };

@@ -30,7 +30,7 @@ fn req(code: &str) -> RunRequest {
 /// Warm round trip of `print(1)`: each run takes a pre-started sandbox (the pool is refilled,
 /// off the clock, between runs). Then sustained throughput of fresh sandboxes with `clients`
 /// concurrent callers for `seconds`.
-pub fn measure(runs: usize, seconds: f64) -> Vec<WarmRow> {
+pub fn measure(runs: usize, seconds: f64, soak: usize) -> Vec<WarmRow> {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -127,6 +127,9 @@ pub fn measure(runs: usize, seconds: f64) -> Vec<WarmRow> {
                 "{ok} runs in {took:.1} s by {clients} callers, {warm} warm; target >= 300/s"
             ),
         });
+        if soak > 0 {
+            rows.push(soak_row(&sched, &r, soak).await);
+        }
         sched.shutdown().await;
         rows
     })
@@ -140,5 +143,58 @@ fn failed(name: &str, why: String) -> WarmRow {
         p99_ms: None,
         per_second: None,
         note: format!("failed: {why}"),
+    }
+}
+
+fn rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The supervisor's own memory across many runs: it must stay bounded.
+async fn soak_row(sched: &Scheduler, r: &RunRequest, runs: usize) -> WarmRow {
+    let clients = 4;
+    let before = rss_kib();
+    let start = Instant::now();
+    let per_client = runs.div_ceil(clients);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let s = sched.clone();
+        let r = r.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0usize;
+            for _ in 0..per_client {
+                if let Ok(res) = s.run(r.clone(), Box::new(|_, _| {})).await
+                    && res.status == Status::Ok
+                {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap_or(0);
+    }
+    let after = rss_kib();
+    WarmRow {
+        name: format!("soak: {} runs, supervisor RSS", per_client * clients),
+        median_ms: None,
+        p90_ms: None,
+        p99_ms: None,
+        per_second: Some(ok as f64 / start.elapsed().as_secs_f64()),
+        note: format!(
+            "{ok} ok; RSS {} KiB before, {} KiB after",
+            before.map_or("?".into(), |v| v.to_string()),
+            after.map_or("?".into(), |v| v.to_string())
+        ),
     }
 }
