@@ -17,18 +17,7 @@ struct Store(PathBuf);
 
 impl Store {
     fn new(who: &Who, tag: &str) -> Store {
-        let id = if who.is_root() { "root" } else { "user" };
-        let dir = PathBuf::from(format!(
-            "/var/tmp/airlock-registry-{tag}-{id}-{}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        if let Who::User { uid, gid, .. } = who
-            && is_root()
-        {
-            std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid)).unwrap();
-        }
+        let dir = store_dir(who, "registry", tag);
         Store(dir)
     }
 

@@ -270,6 +270,23 @@ impl Drop for HostDir {
     }
 }
 
+/// A fresh environment store directory (`AIRLOCK_HOME`) for `who`, owned by them.
+pub fn store_dir(who: &Who, kind: &str, tag: &str) -> PathBuf {
+    let id = if who.is_root() { "root" } else { "user" };
+    let dir = PathBuf::from(format!(
+        "/var/tmp/airlock-{kind}-{tag}-{id}-{}",
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    if let Who::User { uid, gid, .. } = who
+        && is_root()
+    {
+        std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid)).unwrap();
+    }
+    dir
+}
+
 /// Generates `root` and `user` test variants of one attack.
 #[macro_export]
 macro_rules! both {

@@ -172,12 +172,12 @@ fn parse_hello(body: &[u8]) -> Result<String, SniError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
 
     /// The real first flight of a rustls client for `name`.
-    fn rustls_hello(name: &str) -> Vec<u8> {
+    pub(crate) fn rustls_hello(name: &str) -> Vec<u8> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -141,19 +141,7 @@ async fn read_all(s: &mut TcpStream) -> String {
 }
 
 fn hello(name: &str) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let server = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), server).unwrap();
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).unwrap();
-    }
-    out
+    crate::network::sni::tests::rustls_hello(name)
 }
 
 fn get(host: &str, port: u16) -> Vec<u8> {
