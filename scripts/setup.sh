@@ -14,6 +14,7 @@ command -v flock >/dev/null || need+=(util-linux)
 command -v npm >/dev/null || need+=(npm)                  # installs JavaScript packages (-p)
 have_uv() { python3 -c 'import uv' 2>/dev/null || command -v uv >/dev/null; }
 have_uv || python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)  # builds and installs the Python package
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "setup: please install: ${need[*]}" >&2
@@ -28,9 +29,22 @@ if ! have_uv; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages uv \
     || { echo "setup: could not install uv: run \`python3 -m pip install uv\` or set AIRLOCK_UV" >&2; exit 1; }
 fi
+# The Python package (crates/python): maturin builds it, pytest tests it, cloudpickle (>= 3) carries
+# decorated calls into sandboxes.
+py_need=()
+python3 -c 'import maturin' 2>/dev/null || py_need+=('maturin>=1.9.4,<2')
+python3 -c 'import pytest' 2>/dev/null || py_need+=(pytest)
+python3 -c 'import sys, cloudpickle; sys.exit(int(cloudpickle.__version__.split(".")[0]) < 3)' 2>/dev/null \
+  || py_need+=('cloudpickle>=3.0')
+if [ ${#py_need[@]} -gt 0 ]; then
+  python3 -m pip install --quiet --disable-pip-version-check "${py_need[@]}" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${py_need[@]}" \
+    || { echo "setup: could not install ${py_need[*]}: run \`python3 -m pip install ${py_need[*]}\`" >&2; exit 1; }
+fi
 if ! command -v cargo >/dev/null; then
   echo "setup: Rust (cargo) is required; install it with rustup" >&2
   exit 1
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
-cargo build --release --workspace --quiet
+# The Python extension is built once, by maturin, when scripts/test.sh installs the package.
+cargo build --release --workspace --exclude airlock-python --quiet

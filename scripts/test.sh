@@ -5,4 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo nextest run --workspace --no-fail-fast --test-threads 4 --failure-output final
+# The Python package: built by maturin (release), installed into python3, then its pytest suite.
+pep668=()
+python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")))' \
+  && pep668=(--break-system-packages)
+python3 -m pip install --quiet --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps \
+  "${pep668[@]}" ./crates/python
+python3 -m pytest crates/python/tests -q
 cargo nextest run --workspace --run-ignored only -E 'binary(leaks)'

@@ -1,0 +1,1 @@
+"""Files bound read-only into sandboxes at /airlock/boot (see _airlock_runner)."""
