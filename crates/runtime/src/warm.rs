@@ -21,8 +21,9 @@ const PYTHON_AGENT: &str = include_str!("agents/agent.py");
 const NODE_AGENT: &str = include_str!("agents/agent.js");
 /// Reads the code (to EOF) from descriptor 3, then becomes `bash -c CODE /airlock/main.sh`, so
 /// `$0` and bash's own error messages name /airlock/main.sh as a cold run's would.
-const SHELL_AGENT: &str =
-    r#"c=$(cat <&3; printf x); exec 3<&-; exec /bin/bash -c "${c%x}" /airlock/main.sh"#;
+const SHELL_AGENT: &str = r#"printf R >&3; c=$(cat <&3; printf x); exec 3<&-; exec /bin/bash -c "${c%x}" /airlock/main.sh"#;
+/// How long a pre-started interpreter may take to say it is ready.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// A single argument may not exceed the kernel's MAX_ARG_STRLEN (128 KiB): larger shell code
 /// runs cold.
 const SHELL_WARM_MAX: usize = 100 * 1024;
@@ -79,6 +80,21 @@ impl Warm {
         };
         let sandbox = Sandbox::spawn(&policy, &command)?;
         drop(command); // our copies of the sandbox's ends: EOF must come from the sandbox
+        // Ready only once the interpreter is up and waiting: a run handed this sandbox must
+        // not wait for the interpreter to start.
+        let mut ready = [0u8; 1];
+        let said_ready = ours
+            .set_read_timeout(Some(READY_TIMEOUT))
+            .and_then(|()| std::io::Read::read_exact(&mut &ours, &mut ready))
+            .and_then(|()| ours.set_read_timeout(None));
+        if said_ready.is_err() || ready != *b"R" {
+            return Err(RuntimeError::Sandbox(jail::JailError::Host {
+                what: "starting a pre-started interpreter".into(),
+                source: said_ready
+                    .err()
+                    .unwrap_or_else(|| std::io::Error::other("unexpected readiness byte")),
+            }));
+        }
         Ok(Warm {
             sandbox,
             control: ours,

@@ -22,6 +22,7 @@ function readExactly(fd, n) {
   return buf;
 }
 
+fs.writeSync(3, 'R'); // ready: the interpreter is up and waiting for its code
 const size = Number(readExactly(3, 8).readBigUInt64BE(0));
 const code = readExactly(3, size).toString('utf8');
 fs.closeSync(3);

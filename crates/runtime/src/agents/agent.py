@@ -58,6 +58,7 @@ def _airlock_exit_status(e):
 
 
 def _airlock_run():
+    _os.write(3, b"R")  # ready: the interpreter is up and waiting for its code
     size = int.from_bytes(_airlock_read_exactly(3, 8), "big")
     code = _airlock_read_exactly(3, size)
     _os.close(3)
