@@ -113,7 +113,9 @@ else
     m=$(awk -v c=$c '$3=="cgroup" && (","$4",") ~ (","c",") {{print $2; exit}}' /proc/mounts)
     [ -n "$m" ] || continue
     mkdir -p $m/{cg}
-    chown -R $uid:$gid $m/{cg}
+    # Not -R: the user's own runs create and remove run-* cgroups below it meanwhile.
+    chown $uid:$gid $m/{cg}
+    find $m/{cg} -maxdepth 1 -type f -exec chown $uid:$gid {{}} +
   done
 fi
 "#,
