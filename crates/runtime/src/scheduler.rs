@@ -250,18 +250,26 @@ impl Scheduler {
         if self.inner.config.pool_size == 0 || !warm::warmable(req) {
             return None;
         }
-        let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
-        let pool = pools.entry(pool_key(req)).or_default();
-        pool.template.get_or_insert_with(|| RunRequest {
-            code: Vec::new(),
-            ..req.clone()
-        });
-        pool.last_used = Some(Instant::now());
         let max_age = self.inner.config.max_age;
-        // Past their age, or dead (killed while waiting): never handed out.
-        pool.ready
-            .retain(|w| w.born.elapsed() < max_age && w.alive());
-        pool.ready.pop_front()
+        let (taken, stale) = {
+            let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+            let pool = pools.entry(pool_key(req)).or_default();
+            pool.template.get_or_insert_with(|| RunRequest {
+                code: Vec::new(),
+                ..req.clone()
+            });
+            pool.last_used = Some(Instant::now());
+            // Past their age, or dead (killed while waiting): never handed out.
+            let (fresh, stale): (Vec<Warm>, Vec<Warm>) = pool
+                .ready
+                .drain(..)
+                .partition(|w| w.born.elapsed() < max_age && w.alive());
+            pool.ready = fresh.into();
+            (pool.ready.pop_front(), stale)
+        };
+        // Destroying a sandbox waits for its cgroup to empty: never while holding the pools.
+        drop(stale);
+        taken
     }
 
     /// Tops the pool for `req`'s shape up again; called after a run, so building the next
