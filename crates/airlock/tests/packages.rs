@@ -300,8 +300,8 @@ both!(a_python_package_installs_once_and_is_then_a_hit, |who| {
         key.as_str(),
         "the same packages, the same environment"
     );
+    // The hit did no install work; its lookup time is measured, never asserted.
     assert_eq!(v["environment_cached"], true, "{v}");
-    assert!(v["timing"]["install_ms"].as_f64().unwrap() < 1000.0, "{v}");
     assert_eq!(store.envs(), vec![key.clone()]);
 
     // The environment is read-only inside the run, and only the run's own packages are there.

@@ -78,11 +78,9 @@ fn cold_then_warm(store: &Store, who: &Who, args: &[&str]) -> Option<(Value, Val
     assert_eq!(cold["environment_cached"], false, "{cold}");
     let warm = store.run(who, args)?;
     assert_eq!(warm["environment_cached"], true, "{warm}");
+    // A hit did no install work (`environment_cached`); how long the lookup took is for
+    // `airlock bench` and the notes, never an assertion.
     assert_eq!(warm["environment"], cold["environment"]);
-    assert!(
-        warm["timing"]["install_ms"].as_f64().unwrap() < 1000.0,
-        "{warm}"
-    );
     eprintln!(
         "{args:?}: cold install {} ms, warm lookup {} ms",
         cold["timing"]["install_ms"], warm["timing"]["install_ms"]
