@@ -50,9 +50,11 @@ pub(crate) enum Step {
     Proc {
         target: CString,
     },
-    /// Hide a /proc file by binding /dev/null over it (skipped when the file is absent).
+    /// Hide a /proc file by binding `null` (the sandbox's /dev/null) over it (skipped when
+    /// the file is absent).
     MaskFile {
         target: CString,
+        null: &'static CStr,
     },
     /// Hide a /proc directory under an empty read-only tmpfs (skipped when absent).
     MaskDir {
@@ -75,7 +77,7 @@ impl Step {
             Step::Tmpfs { target, .. }
             | Step::Bind { target, .. }
             | Step::Proc { target }
-            | Step::MaskFile { target }
+            | Step::MaskFile { target, .. }
             | Step::MaskDir { target }
             | Step::ReadOnly { target }
             | Step::RemountReadOnly { target } => target,
@@ -128,6 +130,11 @@ pub(crate) struct Plan {
     pub envp_ptrs: Vec<*const libc::c_char>,
     pub landlock: Option<LandlockRules>,
     pub seccomp: &'static SeccompProgram,
+    /// The program is airlock's zygote: it keeps its capabilities (inside its own user
+    /// namespace) across exec, and runs under the zygote filter without Landlock, because it
+    /// makes each child's namespaces and mounts. It never runs user code; its children drop
+    /// every capability and install Landlock and the run filter first (see `crate::zygote`).
+    pub zygote: bool,
     /// The child's stdio, placed on 0, 1, 2 (each fd >= 3).
     pub stdio: [RawFd; 3],
     /// Descriptors for the program, placed at 3, 4, … (each above the placed range).
@@ -166,6 +173,7 @@ pub(crate) mod stage {
     pub const EXEC: u32 = 23;
     pub const PDEATHSIG: u32 = 24;
     pub const LISTENER: u32 = 25;
+    pub const CAPS_KEEP: u32 = 26;
     pub const STEP_BASE: u32 = 1000;
 
     pub fn name(code: u32) -> &'static str {
@@ -195,6 +203,7 @@ pub(crate) mod stage {
             EXEC => "execve",
             PDEATHSIG => "parent death signal",
             LISTENER => "loopback listener",
+            CAPS_KEEP => "keep the zygote's namespace capabilities",
             _ => "setup step",
         }
     }
@@ -290,7 +299,11 @@ fn setup(plan: &Plan) -> StageResult {
     }
     // Dispositions the supervisor ignores (Rust ignores SIGPIPE) would survive execve.
     sys::reset_signals();
-    sys::drop_all_caps().map_err(at(stage::CAPS_DROP))?;
+    if plan.zygote {
+        sys::keep_caps_across_exec().map_err(at(stage::CAPS_KEEP))?;
+    } else {
+        sys::drop_all_caps().map_err(at(stage::CAPS_DROP))?;
+    }
     sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(at(stage::CAPS_DROP))?;
     // SAFETY: the program was compiled before the fork; install only makes the seccomp syscall.
     unsafe { plan.seccomp.install() }.map_err(at(stage::SECCOMP))?;
@@ -352,7 +365,7 @@ fn build_root(plan: &Plan) -> StageResult {
     Ok(())
 }
 
-fn run_step(step: &Step) -> sys::SysResult {
+pub(crate) fn run_step(step: &Step) -> sys::SysResult {
     use sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
     let bind = (libc::MS_BIND | libc::MS_REC) as libc::c_ulong;
     match step {
@@ -406,12 +419,10 @@ fn run_step(step: &Step) -> sys::SysResult {
             let flags = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as libc::c_ulong;
             sys::mount(Some(c"proc"), target, Some(c"proc"), flags, None)
         }
-        Step::MaskFile { target } => {
-            match sys::mount(Some(c"/newroot/dev/null"), target, None, bind, None) {
-                Err(libc::ENOENT) => Ok(()),
-                r => r,
-            }
-        }
+        Step::MaskFile { target, null } => match sys::mount(Some(null), target, None, bind, None) {
+            Err(libc::ENOENT) => Ok(()),
+            r => r,
+        },
         Step::MaskDir { target } => {
             let flags = (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
                 as libc::c_ulong;

@@ -16,6 +16,7 @@ mod spawn;
 mod supervise;
 mod sys;
 mod uid;
+mod zygote;
 
 pub use error::{JailError, Result};
 pub use policy::{
@@ -23,3 +24,6 @@ pub use policy::{
 };
 pub use spawn::{Command, Killer, Sandbox};
 pub use supervise::{Outcome, Stream, Timing, Usage};
+#[cfg(feature = "zygote-lib")]
+pub use zygote::ffi;
+pub use zygote::{Zygote, ZygoteChild};

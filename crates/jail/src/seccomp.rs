@@ -25,10 +25,26 @@ pub(crate) struct SeccompProgram {
 /// The filter of this process. A `Result` is cached so a build error is not retried (and not
 /// reported differently) on every run: it can only come from a bug, not from the host.
 static PROGRAM: OnceLock<Result<SeccompProgram, String>> = OnceLock::new();
+static ZYGOTE_PROGRAM: OnceLock<Result<SeccompProgram, String>> = OnceLock::new();
 
-/// Compiled once; error only if the filter cannot be built.
-pub(crate) fn program() -> Result<&'static SeccompProgram, JailError> {
-    match PROGRAM.get_or_init(imp::build) {
+/// Which filter: every run's, or the zygote's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Profile {
+    /// The filter every program runs under.
+    Run,
+    /// The zygote's: the same, except that it may make the namespaces and mounts of each child
+    /// (`unshare` without CLONE_NEWUSER, `mount`, `umount2`). Its children install the `Run`
+    /// filter on top (filters stack: the stricter answer wins) before any user code runs.
+    Zygote,
+}
+
+/// The filter of `profile`, compiled once; error only if it cannot be built.
+pub(crate) fn compiled(profile: Profile) -> Result<&'static SeccompProgram, JailError> {
+    let cell = match profile {
+        Profile::Run => &PROGRAM,
+        Profile::Zygote => &ZYGOTE_PROGRAM,
+    };
+    match cell.get_or_init(|| imp::build(profile)) {
         Ok(program) => Ok(program),
         Err(why) => Err(JailError::Unavailable {
             layer: "seccomp",
@@ -85,7 +101,7 @@ fn errno() -> i32 {
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod imp {
-    use super::SeccompProgram;
+    use super::{Profile, SeccompProgram};
     use seccompiler::{
         BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op,
         SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
@@ -188,6 +204,15 @@ mod imp {
         SYS_LSM_SET_SELF_ATTR,
     ];
 
+    /// What the zygote needs to give each child its own namespaces and mounts (see
+    /// [`Profile::Zygote`]); `unshare` stays refused for CLONE_NEWUSER.
+    const ZYGOTE_ALLOWED: &[i64] = &[
+        libc::SYS_mount,
+        libc::SYS_mount_setattr,
+        libc::SYS_umount2,
+        libc::SYS_unshare,
+    ];
+
     /// Legacy or port-I/O calls that only exist on x86_64.
     #[cfg(target_arch = "x86_64")]
     const DENIED_ARCH: &[i64] = &[
@@ -231,8 +256,9 @@ mod imp {
     ];
 
     /// Runs in the supervisor; every failure becomes a message for [`super::program`].
-    pub(super) fn build() -> Result<SeccompProgram, String> {
-        let body = compile_body().map_err(|e| format!("cannot compile the seccomp filter: {e}"))?;
+    pub(super) fn build(profile: Profile) -> Result<SeccompProgram, String> {
+        let body =
+            compile_body(profile).map_err(|e| format!("cannot compile the seccomp filter: {e}"))?;
         let mut insns = preamble();
         insns.extend(body.iter().map(|i| libc::sock_filter {
             code: i.code,
@@ -299,11 +325,26 @@ mod imp {
     }
 
     /// The seccompiler part: one action for every match (EPERM), Allow otherwise.
-    fn compile_body() -> Result<BpfProgram, BackendError> {
+    fn compile_body(profile: Profile) -> Result<BpfProgram, BackendError> {
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
         for &nr in DENIED.iter().chain(DENIED_ARCH) {
             // An empty rule list matches the call whatever its arguments.
             rules.insert(nr, Vec::new());
+        }
+        if profile == Profile::Zygote {
+            for nr in ZYGOTE_ALLOWED {
+                rules.remove(nr);
+            }
+            // A new user namespace would give back every capability: still refused.
+            let newuser = libc::CLONE_NEWUSER as u64;
+            rules.insert(
+                libc::SYS_unshare,
+                vec![SeccompRule::new(vec![cond(
+                    0,
+                    Op::MaskedEq(newuser),
+                    newuser,
+                )?])?],
+            );
         }
 
         // personality: only PER_LINUX and the 0xffffffff query. Other personalities change
@@ -362,11 +403,11 @@ mod imp {
 /// the run is refused (fail closed).
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod imp {
-    use super::SeccompProgram;
+    use super::{Profile, SeccompProgram};
 
     pub(super) const BUILD_FIX: &str = "run airlock on x86_64 or aarch64";
 
-    pub(super) fn build() -> Result<SeccompProgram, String> {
+    pub(super) fn build(_: Profile) -> Result<SeccompProgram, String> {
         Err(format!(
             "airlock has no seccomp filter for the {} architecture",
             std::env::consts::ARCH
@@ -380,11 +421,11 @@ mod tests {
 
     #[test]
     fn builds_under_the_kernel_limit() {
-        let p = program().expect("the filter builds");
+        let p = compiled(Profile::Run).expect("the filter builds");
         assert!(p.len() > 50, "suspiciously short filter: {}", p.len());
         assert!(p.len() <= 4096, "filter too long: {}", p.len());
         // Compiled once: the same instance every time.
-        assert!(std::ptr::eq(p, program().unwrap()));
+        assert!(std::ptr::eq(p, compiled(Profile::Run).unwrap()));
         eprintln!("seccomp filter: {} instructions", p.len());
     }
 
@@ -392,7 +433,7 @@ mod tests {
     /// `body` must only make raw syscalls (another test thread may hold the allocator lock at
     /// fork time) and returns the child's exit code.
     fn in_filtered_child(body: fn() -> i32) -> libc::c_int {
-        let p = program().expect("the filter builds");
+        let p = compiled(Profile::Run).expect("the filter builds");
         // SAFETY: the child only calls async-signal-safe functions (prctl, setrlimit, raw
         // syscalls in `body`, _exit) on memory prepared before the fork.
         unsafe {

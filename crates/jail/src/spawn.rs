@@ -3,7 +3,7 @@
 //! it reached `execve`.
 
 use std::collections::BTreeSet;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -12,21 +12,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::Instant;
 
+use crate::Limits;
 use crate::cgroup::{Cgroup, CgroupLimits};
 use crate::child::{self, BindSource, NEWROOT, OLDROOT, Plan, Step, stage};
 use crate::error::{JailError, Result};
 use crate::landlock::{self, LandlockRules};
 use crate::policy::{CgroupMode, Network, Policy, SANDBOX_GID, SANDBOX_UID, SANDBOX_USER};
+use crate::seccomp::{self, Profile};
 use crate::sys::{self, CloneArgs};
 use crate::uid::{self, HostIdentity};
-use crate::{Limits, seccomp};
 
 /// The program to run inside the sandbox: a path inside the sandbox and its arguments.
 #[derive(Clone, Debug)]
 pub struct Command {
     program: PathBuf,
     args: Vec<OsString>,
-    fds: Vec<std::sync::Arc<OwnedFd>>,
+    pub(crate) fds: Vec<std::sync::Arc<OwnedFd>>,
 }
 
 impl Command {
@@ -80,6 +81,11 @@ impl Sandbox {
     /// Starts `cmd` under `policy`. Returns once the program has been exec'd inside the
     /// sandbox; any failure before that is an error and leaves nothing behind.
     pub fn spawn(policy: &Policy, cmd: &Command) -> Result<Sandbox> {
+        Sandbox::spawn_as(policy, cmd, Profile::Run)
+    }
+
+    /// [`Sandbox::spawn`] under `profile`: `Profile::Zygote` only for `crate::zygote`.
+    pub(crate) fn spawn_as(policy: &Policy, cmd: &Command, profile: Profile) -> Result<Sandbox> {
         let started = Instant::now();
         policy.validate()?;
         if !cmd.program.is_absolute() {
@@ -93,7 +99,7 @@ impl Sandbox {
         }
         let identity = uid::allocate(policy.host_id)?;
         let cgroup = create_cgroup(policy)?;
-        let seccomp = seccomp::program()?;
+        let seccomp = seccomp::compiled(profile)?;
 
         let (sync_child, sync_parent) = socketpair()?;
         let (error_read, error_write) = pipe()?;
@@ -128,7 +134,7 @@ impl Sandbox {
             })
             .collect::<Result<Vec<_>>>()?;
 
-        let mut plan = build_plan(policy, cmd, &identity, cgroup.is_some())?;
+        let mut plan = build_plan(policy, cmd, &identity, cgroup.is_some(), profile)?;
         plan.seccomp = seccomp;
         plan.passed = passed.iter().map(|fd| fd.as_raw_fd()).collect();
         plan.stdio = [
@@ -319,6 +325,26 @@ impl Sandbox {
         self.execed = now;
     }
 
+    /// How the sandbox's init ended ("exit status N", "killed by signal N"), reaping it; `None`
+    /// while it runs (waits up to `grace` for it to end).
+    pub(crate) fn reap_within(&mut self, grace: std::time::Duration) -> Option<String> {
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Ok(Some((status, _))) = sys::wait4(self.pid, true) {
+                self.reaped = true;
+                return Some(if libc::WIFEXITED(status) {
+                    format!("exit status {}", libc::WEXITSTATUS(status))
+                } else {
+                    format!("killed by signal {}", libc::WTERMSIG(status))
+                });
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Whether the sandbox's init has already exited (it has not been reaped yet).
     pub fn has_exited(&self) -> bool {
         let mut fds = [libc::pollfd {
@@ -332,7 +358,7 @@ impl Sandbox {
     /// A handle that kills this sandbox from any thread (cancellation), even while another
     /// thread waits on it. Killing a sandbox that already ended does nothing.
     pub fn killer(&self) -> Killer {
-        Killer(std::sync::Arc::clone(&self.pidfd))
+        Killer(KillTarget::Pidfd(std::sync::Arc::clone(&self.pidfd)))
     }
 
     /// Kills every process of the sandbox now.
@@ -362,14 +388,37 @@ impl Drop for Sandbox {
     }
 }
 
-/// Kills one sandbox: SIGKILL to its init, whose pid namespace takes every other process with it.
+/// Kills one sandbox: SIGKILL to its init, whose pid namespace takes every other process with
+/// it; for a zygote's child, every process of its cgroup.
 #[derive(Clone, Debug)]
-pub struct Killer(std::sync::Arc<OwnedFd>);
+pub struct Killer(KillTarget);
+
+#[derive(Clone, Debug)]
+enum KillTarget {
+    Pidfd(std::sync::Arc<OwnedFd>),
+    /// Weak: a killer kept after its run must not keep the run's cgroup alive.
+    Cgroup(std::sync::Weak<Cgroup>),
+}
 
 impl Killer {
+    pub(crate) fn of_cgroup(cg: Option<&std::sync::Arc<Cgroup>>) -> Killer {
+        Killer(KillTarget::Cgroup(
+            cg.map_or_else(std::sync::Weak::new, std::sync::Arc::downgrade),
+        ))
+    }
+
     pub fn kill(&self) {
-        // The pidfd names exactly that process, so a reused pid is never hit.
-        let _ = sys::pidfd_send_signal(self.0.as_raw_fd(), libc::SIGKILL);
+        match &self.0 {
+            // The pidfd names exactly that process, so a reused pid is never hit.
+            KillTarget::Pidfd(fd) => {
+                let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+            }
+            KillTarget::Cgroup(cg) => {
+                if let Some(cg) = cg.upgrade() {
+                    crate::zygote::kill_cgroup(&cg);
+                }
+            }
+        }
     }
 }
 
@@ -388,13 +437,19 @@ fn identity_maps(id: &HostIdentity) -> IdMaps {
     }
 }
 
-fn create_cgroup(policy: &Policy) -> Result<Option<Cgroup>> {
+/// A fresh name for a run's cgroup, `run-<supervisor pid>-<counter>` (what `cleanup_stale`
+/// recognizes).
+pub(crate) fn run_cgroup_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = format!(
+    format!(
         "run-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    )
+}
+
+fn create_cgroup(policy: &Policy) -> Result<Option<Cgroup>> {
+    let name = run_cgroup_name();
     let l = &policy.limits;
     let limits = CgroupLimits {
         memory_bytes: l.memory_bytes,
@@ -608,12 +663,77 @@ const PROC_MASK_FILES: &[&str] = &[
 const PROC_MASK_DIRS: &[&str] = &["acpi", "asound", "scsi", "driver"];
 const PROC_READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "bus", "fs", "irq"];
 
+/// The Landlock rules of a run under `policy` (None when the kernel has no Landlock): read and
+/// execute everywhere, write only where the sandbox is writable.
+pub(crate) fn landlock_rules(policy: &Policy) -> Option<LandlockRules> {
+    landlock::abi_version().map(|abi| {
+        let mut rw: Vec<&Path> = ["/tmp", "/workspace", "/dev/shm"]
+            .iter()
+            .map(Path::new)
+            .collect();
+        let devs: Vec<PathBuf> = DEVICES
+            .iter()
+            .map(|d| PathBuf::from(format!("/dev/{d}")))
+            .collect();
+        rw.extend(devs.iter().map(PathBuf::as_path));
+        rw.extend(
+            policy
+                .mounts
+                .iter()
+                .filter(|m| m.writable)
+                .map(|m| m.target.as_path()),
+        );
+        LandlockRules::new(abi, &[Path::new("/")], &rw)
+    })
+}
+
+/// Where a zygote's sandbox has an unmasked procfs for its children to mount their own from.
+pub(crate) const ZYGOTE_PROC: &str = "/airlock/.proc";
+
+/// RLIMIT_CPU of a run: its own setting, or a little more than the wall-clock limit.
+pub(crate) fn cpu_limit(l: &Limits) -> u64 {
+    if l.cpu_seconds > 0 {
+        l.cpu_seconds
+    } else {
+        l.wall_timeout.as_secs() + 2
+    }
+}
+
+/// A fresh /proc at `root`/proc, with the sensitive entries masked or read-only.
+pub(crate) fn proc_steps(root: &CStr, null: &'static CStr) -> Result<Vec<Step>> {
+    let at = |entry: &str| {
+        let mut v = root.to_bytes().to_vec();
+        v.extend_from_slice(b"/proc");
+        if !entry.is_empty() {
+            v.push(b'/');
+            v.extend_from_slice(entry.as_bytes());
+        }
+        cstr(v, "path")
+    };
+    let mut steps = vec![Step::Proc { target: at("")? }];
+    for f in PROC_MASK_FILES {
+        steps.push(Step::MaskFile {
+            target: at(f)?,
+            null,
+        });
+    }
+    for d in PROC_MASK_DIRS {
+        steps.push(Step::MaskDir { target: at(d)? });
+    }
+    for p in PROC_READ_ONLY {
+        steps.push(Step::ReadOnly { target: at(p)? });
+    }
+    Ok(steps)
+}
+
 pub(crate) fn build_plan(
     policy: &Policy,
     cmd: &Command,
     id: &HostIdentity,
     has_cgroup: bool,
+    profile: Profile,
 ) -> Result<Plan> {
+    let zygote = profile == Profile::Zygote;
     let l = &policy.limits;
     let mut s = Steps {
         steps: Vec::new(),
@@ -716,32 +836,25 @@ pub(crate) fn build_plan(
     }
 
     s.parents(Path::new("/proc"))?;
-    s.steps.push(Step::Proc {
-        target: in_newroot(Path::new("/proc"))?,
-    });
-    for f in PROC_MASK_FILES {
-        s.steps.push(Step::MaskFile {
-            target: in_newroot(&Path::new("/proc").join(f))?,
-        });
-    }
-    for d in PROC_MASK_DIRS {
-        s.steps.push(Step::MaskDir {
-            target: in_newroot(&Path::new("/proc").join(d))?,
-        });
-    }
-    for p in PROC_READ_ONLY {
-        s.steps.push(Step::ReadOnly {
-            target: in_newroot(&Path::new("/proc").join(p))?,
+    s.steps.extend(proc_steps(NEWROOT, c"/newroot/dev/null")?);
+    if zygote {
+        // The kernel lets a user namespace mount a new procfs only where one is fully
+        // visible already (`mount_too_revealing`); /proc has masks over it. Each child of the
+        // zygote mounts its own /proc, then detaches this one before anything else runs.
+        s.parents(Path::new(ZYGOTE_PROC))?;
+        s.steps.push(Step::Proc {
+            target: in_newroot(Path::new(ZYGOTE_PROC))?,
         });
     }
     s.steps.push(Step::RemountReadOnly {
         target: NEWROOT.to_owned(),
     });
 
-    let cpu_seconds = if l.cpu_seconds > 0 {
-        l.cpu_seconds
+    // The zygote lives across many runs; each of its children sets the run's own CPU limit.
+    let cpu_seconds = if zygote {
+        libc::RLIM_INFINITY
     } else {
-        l.wall_timeout.as_secs() + 2
+        cpu_limit(l)
     };
     let mut rlimits = vec![
         (libc::RLIMIT_NOFILE, l.open_files),
@@ -754,30 +867,14 @@ pub(crate) fn build_plan(
         (None, false) => rlimits.push((libc::RLIMIT_DATA, l.memory_bytes)),
         (None, true) => {}
     }
-    if id.unique {
+    if id.unique && !zygote {
         // The host uid is this run's alone, so RLIMIT_NPROC counts exactly its processes.
         rlimits.push((libc::RLIMIT_NPROC, l.pids));
     }
 
-    let landlock = landlock::abi_version().map(|abi| {
-        let mut rw: Vec<&Path> = ["/tmp", "/workspace", "/dev/shm"]
-            .iter()
-            .map(Path::new)
-            .collect();
-        let devs: Vec<PathBuf> = DEVICES
-            .iter()
-            .map(|d| PathBuf::from(format!("/dev/{d}")))
-            .collect();
-        rw.extend(devs.iter().map(PathBuf::as_path));
-        rw.extend(
-            policy
-                .mounts
-                .iter()
-                .filter(|m| m.writable)
-                .map(|m| m.target.as_path()),
-        );
-        LandlockRules::new(abi, &[Path::new("/")], &rw)
-    });
+    // The zygote's children apply Landlock themselves, after their own mounts (a Landlocked
+    // process may not mount).
+    let landlock = if zygote { None } else { landlock_rules(policy) };
 
     let argv: Vec<CString> = std::iter::once(cmd.program.as_os_str())
         .chain(cmd.args.iter().map(OsString::as_os_str))
@@ -810,7 +907,8 @@ pub(crate) fn build_plan(
         _argv: argv,
         _envp: envp,
         landlock,
-        seccomp: seccomp::program()?,
+        seccomp: seccomp::compiled(profile)?,
+        zygote,
         stdio: [-1; 3],
         passed: Vec::new(),
         keep_fds: Vec::new(),

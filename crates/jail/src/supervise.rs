@@ -1,10 +1,12 @@
 //! Watching a running sandbox: drain its output as it comes (capped, never blocking), enforce the
 //! wall-clock timeout on the whole tree, reap it, and report how it ended.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::cgroup::Cgroup;
 use crate::error::{JailError, Result};
+use crate::policy::Limits;
 use crate::spawn::Sandbox;
 use crate::sys;
 
@@ -113,10 +115,89 @@ impl Capture {
     }
 }
 
+/// How the end of a watched run is learned.
+pub(crate) enum Exit {
+    /// The sandbox's init is our child: its pidfd becomes readable, then `wait4` reaps it.
+    Child { pid: libc::pid_t, pidfd: RawFd },
+    /// A zygote child: its reporter writes one [`report`] frame on this pipe (EOF without one
+    /// means the reporter itself was killed).
+    Reported { fd: RawFd },
+}
+
+/// The status frame a zygote child's reporter writes: a tag, then two native-endian i32s.
+pub(crate) mod report {
+    pub const LEN: usize = 9;
+    /// `S`, wait status, 0: the run ended with that status.
+    pub const STATUS: u8 = b'S';
+    /// `E`, stage, errno: setting the child up failed before any user code ran.
+    pub const ERROR: u8 = b'E';
+
+    #[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
+    pub fn encode(tag: u8, a: i32, b: i32) -> [u8; LEN] {
+        let mut f = [0u8; LEN];
+        f[0] = tag;
+        f[1..5].copy_from_slice(&a.to_ne_bytes());
+        f[5..].copy_from_slice(&b.to_ne_bytes());
+        f
+    }
+
+    pub fn decode(f: &[u8; LEN]) -> (u8, i32, i32) {
+        let a = i32::from_ne_bytes([f[1], f[2], f[3], f[4]]);
+        let b = i32::from_ne_bytes([f[5], f[6], f[7], f[8]]);
+        (f[0], a, b)
+    }
+}
+
+/// One run being watched.
+pub(crate) struct Watch<'a> {
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    pub limits: &'a Limits,
+    pub exit: Exit,
+    pub cgroup: Option<&'a Cgroup>,
+    /// Kills every process of the run (on timeout).
+    pub kill: &'a dyn Fn(),
+    pub started: Instant,
+    pub released: Instant,
+    pub execed: Instant,
+}
+
 impl Sandbox {
     /// Waits for the run to end, passing captured output to `on_output` as it arrives.
-    pub fn wait(mut self, mut on_output: impl FnMut(Stream, &[u8])) -> Result<Outcome> {
+    pub fn wait(mut self, on_output: impl FnMut(Stream, &[u8])) -> Result<Outcome> {
         let limits = self.limits.clone();
+        let (stdout, stderr) = (self.stdout.take(), self.stderr.take());
+        let sandbox = &self;
+        let kill = || sandbox.kill();
+        let watch = Watch {
+            stdout,
+            stderr,
+            limits: &limits,
+            exit: Exit::Child {
+                pid: self.pid,
+                pidfd: self.pidfd.as_raw_fd(),
+            },
+            cgroup: self.cgroup.as_ref(),
+            kill: &kill,
+            started: self.started,
+            released: self.released,
+            execed: self.execed,
+        };
+        let (outcome, reaped) = watch.run(on_output)?;
+        self.reaped = reaped;
+        Ok(outcome)
+        // Dropping `self` removes the cgroup.
+    }
+}
+
+impl Watch<'_> {
+    /// Drains output until the run ended and its pipes closed (or the grace after its end ran
+    /// out), enforcing the wall-clock limit. Returns the outcome and whether a child was reaped.
+    pub(crate) fn run(
+        mut self,
+        mut on_output: impl FnMut(Stream, &[u8]),
+    ) -> Result<(Outcome, bool)> {
+        let limits = self.limits;
         let mut out = Capture::new(self.stdout.take(), limits.stdout_bytes, Stream::Stdout)?;
         let mut err = Capture::new(self.stderr.take(), limits.stderr_bytes, Stream::Stderr)?;
         let deadline = self.execed + limits.wall_timeout;
@@ -124,6 +205,11 @@ impl Sandbox {
         let mut timed_out = false;
         let mut status = None;
         let mut exited_at = None;
+        let mut reaped = false;
+        let exit_fd = match self.exit {
+            Exit::Child { pidfd, .. } => pidfd,
+            Exit::Reported { fd } => fd,
+        };
 
         loop {
             if status.is_some() && out.fd.is_none() && err.fd.is_none() {
@@ -137,7 +223,7 @@ impl Sandbox {
             }
             if status.is_none() && !timed_out && now >= deadline {
                 timed_out = true;
-                self.kill();
+                (self.kill)();
             }
             let wake = match (status.is_some(), timed_out) {
                 (true, _) => exited_at.map_or(Duration::ZERO, |t: Instant| {
@@ -158,7 +244,7 @@ impl Sandbox {
             }
             if status.is_none() {
                 fds.push(libc::pollfd {
-                    fd: self.pidfd.as_raw_fd(),
+                    fd: exit_fd,
                     events: libc::POLLIN,
                     revents: 0,
                 });
@@ -172,14 +258,24 @@ impl Sandbox {
             })?;
             out.drain(&mut chunk, &mut on_output);
             err.drain(&mut chunk, &mut on_output);
-            if status.is_none()
-                && let Some(s) = sys::wait4(self.pid, true).map_err(|e| {
-                    JailError::host("reaping the sandbox", std::io::Error::from_raw_os_error(e))
-                })?
-            {
-                self.reaped = true;
-                status = Some(s);
-                exited_at = Some(Instant::now());
+            if status.is_none() {
+                let ended = match self.exit {
+                    Exit::Child { pid, .. } => {
+                        let s = sys::wait4(pid, true).map_err(|e| {
+                            JailError::host(
+                                "reaping the sandbox",
+                                std::io::Error::from_raw_os_error(e),
+                            )
+                        })?;
+                        reaped |= s.is_some();
+                        s
+                    }
+                    Exit::Reported { fd } => read_report(fd, timed_out)?,
+                };
+                if ended.is_some() {
+                    status = ended;
+                    exited_at = Some(Instant::now());
+                }
             }
         }
         let ended = exited_at.unwrap_or_else(Instant::now);
@@ -190,7 +286,7 @@ impl Sandbox {
             memory_peak_bytes: (rusage.ru_maxrss.max(0) as u64) * 1024,
         };
         let mut memory_limit = false;
-        if let Some(cg) = &self.cgroup {
+        if let Some(cg) = self.cgroup {
             let u = cg.usage();
             if let Some(peak) = u.memory_peak_bytes {
                 usage.memory_peak_bytes = peak;
@@ -213,7 +309,7 @@ impl Sandbox {
             execute: ended.duration_since(self.execed),
             total: ended.duration_since(self.started),
         };
-        Ok(Outcome {
+        let outcome = Outcome {
             exit_code,
             signal,
             timed_out,
@@ -224,8 +320,49 @@ impl Sandbox {
             stderr_truncated: err.truncated,
             timing,
             usage,
-        })
-        // Dropping `self` removes the cgroup.
+        };
+        Ok((outcome, reaped))
+    }
+}
+
+/// Reads a zygote child's status frame once its pipe is readable (`None`: not yet).
+fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage)>> {
+    let mut ready = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    if !matches!(sys::poll(&mut ready, 0), Ok(n) if n > 0) {
+        return Ok(None);
+    }
+    let mut frame = [0u8; report::LEN];
+    let n = sys::read_full(fd, &mut frame).map_err(|e| {
+        JailError::host(
+            "reading the run's status from the zygote",
+            std::io::Error::from_raw_os_error(e),
+        )
+    })?;
+    if n < report::LEN {
+        // The reporter died without a word: it was killed with the run (timeout,
+        // cancellation, the memory limit), or its zygote was.
+        if killed {
+            return Ok(Some((libc::SIGKILL, empty_rusage())));
+        }
+        return Err(JailError::host(
+            "supervising a zygote child",
+            std::io::Error::other(
+                "the process reporting the run's status was killed, or its zygote was \
+                 (the run may have been cut short); run it again",
+            ),
+        ));
+    }
+    match report::decode(&frame) {
+        (report::STATUS, wstatus, _) => Ok(Some((wstatus, empty_rusage()))),
+        (_, stage, errno) => Err(JailError::Setup {
+            stage: crate::zygote::stage_name(stage as u32),
+            detail: " (zygote child)".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        }),
     }
 }
 

@@ -549,6 +549,46 @@ pub(crate) unsafe fn clone3(args: &mut CloneArgs) -> SysResult<libc::pid_t> {
     check(r).map(|p| p as libc::pid_t)
 }
 
+#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
+/// A pidfd for process `pid` (close-on-exec): readable once it has exited.
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> SysResult<RawFd> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as RawFd)
+}
+
+#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
+/// Reaps the exited child behind `pidfd` and returns its wait status; `None` while it runs.
+pub(crate) fn reap_pidfd(pidfd: RawFd) -> SysResult<Option<i32>> {
+    // SAFETY: siginfo_t is plain old data; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: a valid siginfo destination; P_PIDFD (3) names the child by descriptor.
+        let r = unsafe {
+            libc::waitid(
+                3 as libc::idtype_t,
+                pidfd as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::__WALL,
+            )
+        };
+        match check_int(r) {
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(_) => break,
+        }
+    }
+    // SAFETY: waitid filled the siginfo; si_pid is 0 when the child has not exited yet.
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // Back to a wait(2) status word, as the supervisor decodes it.
+    Ok(Some(match code {
+        libc::CLD_EXITED => (status & 0xff) << 8,
+        _ => status & 0x7f,
+    }))
+}
+
 pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> SysResult {
     // SAFETY: pidfd is an fd we own; no siginfo.
     check(unsafe {
@@ -621,12 +661,17 @@ pub(crate) fn pipe() -> SysResult<(RawFd, RawFd)> {
 }
 
 pub(crate) fn socketpair() -> SysResult<(RawFd, RawFd)> {
+    socketpair_of(libc::SOCK_STREAM)
+}
+
+/// A close-on-exec UNIX socket pair of `kind` (SOCK_STREAM, SOCK_SEQPACKET).
+pub(crate) fn socketpair_of(kind: libc::c_int) -> SysResult<(RawFd, RawFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds has room for two descriptors.
     check_int(unsafe {
         libc::socketpair(
             libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            kind | libc::SOCK_CLOEXEC,
             0,
             fds.as_mut_ptr(),
         )
@@ -672,45 +717,70 @@ pub(crate) fn listen_loopback(port: u16) -> SysResult<RawFd> {
     Ok(fd)
 }
 
-/// Control-message buffer for one descriptor, aligned as `cmsghdr` requires.
-#[repr(C, align(8))]
-struct FdCmsg([u8; 24]);
+/// Most descriptors one message carries (`send_fds`/`recv_fds`).
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 16;
 
-/// Sends one descriptor over a UNIX socket (SCM_RIGHTS), with a one-byte payload.
-pub(crate) fn send_fd(sock: RawFd, fd: RawFd) -> SysResult {
-    let mut byte = [b'f'];
+/// Control-message buffer for up to [`MAX_FDS_PER_MESSAGE`] descriptors, aligned as `cmsghdr`
+/// requires: CMSG_SPACE(16 * 4) = 16 + 64.
+#[repr(C, align(8))]
+struct FdCmsg([u8; 80]);
+
+/// Sends `data` (not empty) and the descriptors `fds` in one message over a UNIX socket
+/// (SCM_RIGHTS). Never raises SIGPIPE.
+pub(crate) fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> SysResult {
+    if data.is_empty() || fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(libc::EINVAL);
+    }
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
     };
-    let mut buf = FdCmsg([0; 24]);
+    let mut buf = FdCmsg([0; 80]);
+    let fd_bytes = std::mem::size_of_val(fds) as u32;
     // SAFETY: msghdr is plain old data; zeroed is valid, and every pointer set below outlives
-    // the sendmsg call. CMSG_* compute offsets inside `buf`, which has room for one fd.
+    // the sendmsg call (the kernel only reads through `iov_base`). CMSG_* compute offsets inside
+    // `buf`, which has room for MAX_FDS_PER_MESSAGE descriptors.
     unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = buf.0.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-        check(libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) as libc::c_long).map(drop)
+        if !fds.is_empty() {
+            msg.msg_control = buf.0.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(fd_bytes) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes) as usize;
+            let dst = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+            for (i, &fd) in fds.iter().enumerate() {
+                std::ptr::write_unaligned(dst.add(i), fd);
+            }
+        }
+        loop {
+            match check(libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) as libc::c_long) {
+                Err(libc::EINTR) => continue,
+                r => return r.map(drop),
+            }
+        }
     }
 }
 
-/// Receives one descriptor sent by `send_fd`; `None` when the peer closed without sending.
-pub(crate) fn recv_fd(sock: RawFd) -> SysResult<Option<RawFd>> {
-    let mut byte = [0u8];
+/// Receives one message sent by [`send_fds`]: its bytes into `data` and its descriptors
+/// (close-on-exec) into `fds`. Returns (bytes, descriptors); (0, 0) when the peer closed.
+/// Descriptors beyond `fds.len()` are closed, never leaked.
+pub(crate) fn recv_fds(
+    sock: RawFd,
+    data: &mut [u8],
+    fds: &mut [RawFd],
+) -> SysResult<(usize, usize)> {
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
     };
-    let mut buf = FdCmsg([0; 24]);
-    // SAFETY: as in send_fd; the kernel writes at most msg_controllen bytes into `buf`, and we
-    // read the descriptor only from a control message of the expected level, type and length.
+    let mut buf = FdCmsg([0; 80]);
+    // SAFETY: as in send_fds; the kernel writes at most msg_controllen bytes into `buf` and at
+    // most `data.len()` into `data`, and descriptors are read only from a control message of the
+    // expected level and type, within its length.
     unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
@@ -720,23 +790,118 @@ pub(crate) fn recv_fd(sock: RawFd) -> SysResult<Option<RawFd>> {
         let n = loop {
             match check(libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) as libc::c_long) {
                 Err(libc::EINTR) => continue,
-                r => break r?,
+                r => break r? as usize,
             }
         };
-        if n == 0 {
-            return Ok(None);
+        let mut got = 0;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let header = libc::CMSG_LEN(0) as usize;
+                let count = ((*cmsg).cmsg_len as usize).saturating_sub(header)
+                    / std::mem::size_of::<RawFd>();
+                let src = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                for i in 0..count {
+                    let fd = std::ptr::read_unaligned(src.add(i));
+                    match fds.get_mut(got) {
+                        Some(slot) => {
+                            *slot = fd;
+                            got += 1;
+                        }
+                        None => close(fd),
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null()
-            || (*cmsg).cmsg_level != libc::SOL_SOCKET
-            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-        {
-            return Ok(None);
-        }
-        Ok(Some(std::ptr::read_unaligned(
-            libc::CMSG_DATA(cmsg).cast::<RawFd>(),
-        )))
+        Ok((n, got))
     }
+}
+
+/// Sends one descriptor with a one-byte payload.
+pub(crate) fn send_fd(sock: RawFd, fd: RawFd) -> SysResult {
+    send_fds(sock, b"f", &[fd])
+}
+
+/// Receives one descriptor sent by `send_fd`; `None` when the peer closed without sending.
+pub(crate) fn recv_fd(sock: RawFd) -> SysResult<Option<RawFd>> {
+    let mut byte = [0u8];
+    let mut fd = [-1];
+    match recv_fds(sock, &mut byte, &mut fd)? {
+        (_, 1) => Ok(Some(fd[0])),
+        _ => Ok(None),
+    }
+}
+
+#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
+/// `fork(2)` through libc, so its own state (the cached tid, malloc's locks) stays right in the
+/// child. Returns 0 in the child.
+///
+/// # Safety
+/// In a multithreaded process the child may only do async-signal-safe work. The zygote that
+/// calls this is single-threaded.
+pub(crate) unsafe fn fork() -> SysResult<libc::pid_t> {
+    // SAFETY: plain fork; the caller upholds the child contract.
+    check_int(unsafe { libc::fork() })
+}
+
+#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
+pub(crate) fn getppid() -> libc::pid_t {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getppid() }
+}
+
+#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
+pub(crate) fn getpid() -> libc::pid_t {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// Raises every capability this process has in its permitted set into the inheritable and
+/// ambient sets, so that they survive `execve` as a non-root uid (the zygote's profile).
+pub(crate) fn keep_caps_across_exec() -> SysResult {
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    let hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: capget fills the two v3 structs.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &hdr as *const CapHeader,
+            data.as_mut_ptr(),
+        )
+    })?;
+    for d in &mut data {
+        d.inheritable = d.permitted;
+    }
+    capset(&data)?;
+    for cap in 0..64u32 {
+        let word = data[(cap / 32) as usize].permitted;
+        if word & (1 << (cap % 32)) == 0 {
+            continue;
+        }
+        // SAFETY: integer-only prctl.
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            )
+        };
+        match check_int(r) {
+            Ok(_) | Err(libc::EINVAL) => {} // EINVAL: a capability this kernel does not know
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn set_nonblocking(fd: RawFd) -> SysResult {

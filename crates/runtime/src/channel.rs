@@ -23,10 +23,21 @@ pub(crate) fn open(
     command: Command,
     fd_in_sandbox: i32,
 ) -> Result<(Command, ResultChannel), RuntimeError> {
-    let (reader, writer) = std::io::pipe().map_err(|e| host("creating the result channel", e))?;
+    announce(policy, fd_in_sandbox);
+    let (writer, channel) = pipe()?;
+    Ok((command.pass_fd(writer), channel))
+}
+
+/// Tells the program of `policy` which descriptor its result channel is.
+pub(crate) fn announce(policy: &mut Policy, fd_in_sandbox: i32) {
     policy
         .env
         .insert("AIRLOCK_RESULT_FD".into(), fd_in_sandbox.to_string());
+}
+
+/// A fresh channel: the write end to hand to the program, and the host's end.
+pub(crate) fn pipe() -> Result<(OwnedFd, ResultChannel), RuntimeError> {
+    let (reader, writer) = std::io::pipe().map_err(|e| host("creating the result channel", e))?;
     // Drained from the start: a large result must not block the program on a full pipe.
     let reader = std::thread::Builder::new()
         .name("airlock-result".into())
@@ -36,10 +47,7 @@ pub(crate) fn open(
             Ok(buf)
         })
         .map_err(|e| host("starting the result reader", e))?;
-    Ok((
-        command.pass_fd(OwnedFd::from(writer)),
-        ResultChannel { reader },
-    ))
+    Ok((OwnedFd::from(writer), ResultChannel { reader }))
 }
 
 impl ResultChannel {

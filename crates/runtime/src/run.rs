@@ -145,6 +145,7 @@ pub(crate) fn node_heap_flag(memory_mb: u64) -> String {
 /// Gives back what the host lent to runs and no run still uses (airlock's parent cgroups), so
 /// an idle supervisor leaves nothing behind. Cheap; safe to call while other runs go on.
 pub fn release_host_resources() {
+    jail::cgroup::flush_destroys();
     // A crashed supervisor's empty run cgroups go first, so the parents can go too.
     jail::cgroup::cleanup_stale();
     jail::cgroup::release_parents();

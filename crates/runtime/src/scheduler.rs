@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use jail::{Killer, Stream};
+use jail::{Killer, Stream, Zygote};
 use tokio::sync::Semaphore;
 
 use crate::error::RuntimeError;
@@ -53,7 +53,22 @@ struct Pool {
     filling: usize,
     template: Option<RunRequest>,
     last_used: Option<Instant>,
+    /// The zygote this pool's sandboxes are forked from (Python); shared with the threads
+    /// filling the pool, which start it when there is none.
+    zygote: ZygoteSlot,
 }
+
+#[derive(Default)]
+struct ZygoteState {
+    current: Option<Arc<Zygote>>,
+    /// Starting a zygote failed: this pool pre-starts whole sandboxes instead.
+    failed: bool,
+}
+
+type ZygoteSlot = Arc<Mutex<ZygoteState>>;
+
+/// A zygote is replaced after this many times the sandboxes' `max_age`.
+const ZYGOTE_AGE_FACTOR: u32 = 10;
 
 struct Inner {
     config: SchedulerConfig,
@@ -223,19 +238,24 @@ impl Scheduler {
     pub async fn shutdown(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
         loop {
-            let drained: Vec<Warm> = {
+            let (drained, finished) = {
                 let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
                 let filling: usize = pools.values().map(|p| p.filling).sum();
-                let ready = pools.values_mut().flat_map(|p| p.ready.drain(..)).collect();
-                if filling == 0 {
-                    pools.clear();
-                    drop(pools);
-                    drop(ready);
-                    return;
-                }
-                ready
+                let ready: Vec<Warm> = pools.values_mut().flat_map(|p| p.ready.drain(..)).collect();
+                // Once nothing is being built, the pools (and their zygotes) go too.
+                let finished = (filling == 0).then(|| std::mem::take(&mut *pools));
+                (ready, finished)
             };
+            // Destroyed outside the lock: each waits for its cgroup to empty.
             drop(drained);
+            if let Some(pools) = finished {
+                drop(pools);
+                // Cgroups of finished runs are removed in the background: wait for them.
+                tokio::task::spawn_blocking(jail::cgroup::flush_destroys)
+                    .await
+                    .ok();
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -308,7 +328,7 @@ fn refill(inner: &Arc<Inner>, key: &str) {
     if inner.closing.load(Ordering::SeqCst) {
         return;
     }
-    let template = {
+    let (template, slot) = {
         let mut pools = inner.pools.lock().unwrap_or_else(|p| p.into_inner());
         let Some(pool) = pools.get_mut(key) else {
             return;
@@ -320,15 +340,22 @@ fn refill(inner: &Arc<Inner>, key: &str) {
             return;
         }
         pool.filling += 1;
-        t
+        (t, Arc::clone(&pool.zygote))
     };
+    let zygote_age = inner.config.max_age * ZYGOTE_AGE_FACTOR;
     let weak = Arc::downgrade(inner);
     let owned_key = key.to_owned();
     let spawned = std::thread::Builder::new()
         .name("airlock-pool-fill".into())
         .spawn(move || {
             let key = owned_key;
-            let made = Warm::start(&template);
+            let made = match warm::zygote_serves(&template) {
+                true => match zygote_for(&slot, &template, zygote_age) {
+                    Some(z) => Warm::fork(&z, &template),
+                    None => Warm::start(&template),
+                },
+                false => Warm::start(&template),
+            };
             let Some(inner) = weak.upgrade() else { return };
             let mut pools = inner.pools.lock().unwrap_or_else(|p| p.into_inner());
             let Some(pool) = pools.get_mut(&key) else {
@@ -354,6 +381,36 @@ fn refill(inner: &Arc<Inner>, key: &str) {
     }
 }
 
+/// The pool's zygote, started (or replaced, when it died or is past `max_age`) as needed.
+/// `None` when this pool cannot have one: it pre-starts whole sandboxes instead, which are as
+/// isolated and only slower to make.
+fn zygote_for(slot: &ZygoteSlot, template: &RunRequest, max_age: Duration) -> Option<Arc<Zygote>> {
+    let mut state = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if state.failed {
+        return None;
+    }
+    if let Some(z) = &state.current
+        && z.alive()
+        && z.born().elapsed() < max_age
+    {
+        return Some(Arc::clone(z));
+    }
+    // The old one lives on while its children do (each holds it).
+    state.current = None;
+    match warm::start_zygote(template) {
+        Ok(z) => {
+            let z = Arc::new(z);
+            state.current = Some(Arc::clone(&z));
+            Some(z)
+        }
+        Err(e) => {
+            tracing::warn!("starting a zygote failed; pre-starting whole sandboxes instead: {e}");
+            state.failed = true;
+            None
+        }
+    }
+}
+
 /// Rotates sandboxes past their age and empties pools nobody used lately. Ends with the
 /// scheduler.
 fn reap(weak: Weak<Inner>) {
@@ -361,6 +418,7 @@ fn reap(weak: Weak<Inner>) {
         std::thread::sleep(Duration::from_millis(500));
         let Some(inner) = weak.upgrade() else { return };
         let mut stale = Vec::new();
+        let mut zygotes = Vec::new();
         let keys: Vec<String> = {
             let mut pools = inner.pools.lock().unwrap_or_else(|p| p.into_inner());
             let (max_age, idle) = (inner.config.max_age, inner.config.idle);
@@ -374,6 +432,7 @@ fn reap(weak: Weak<Inner>) {
                 let unused = pool.last_used.is_none_or(|t| t.elapsed() >= idle);
                 if unused && pool.filling == 0 {
                     stale.extend(pool.ready.drain(..));
+                    zygotes.push(std::mem::take(&mut pool.zygote));
                     return false;
                 }
                 true
@@ -381,6 +440,7 @@ fn reap(weak: Weak<Inner>) {
             pools.keys().cloned().collect()
         };
         drop(stale); // destroyed outside the lock
+        drop(zygotes);
         for key in keys {
             refill(&inner, &key);
         }

@@ -6,9 +6,10 @@
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
-use jail::{Command, File, Killer, Sandbox, Stream};
+use jail::{Command, File, Killer, Sandbox, Stream, Zygote, ZygoteChild};
 
 use crate::diagnose::Language;
 use crate::error::RuntimeError;
@@ -18,6 +19,46 @@ use crate::result::RunResult;
 use crate::run::{policy_for, result_from};
 
 const PYTHON_AGENT: &str = include_str!("agents/agent.py");
+const PYTHON_ZYGOTE: &str = include_str!("agents/zygote.py");
+/// airlock's jail built as the shared object a zygote loads (see build.rs).
+const ZYGOTE_LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libairlock_zygote.so"));
+/// Standard modules a zygote imports for every run besides what the agent needs: common in
+/// generated code, cheap to hold. A run's packages are imported as well.
+const ZYGOTE_PRELOAD: &[&str] = &[
+    "json",
+    "re",
+    "math",
+    "random",
+    "collections",
+    "itertools",
+    "functools",
+    "datetime",
+    "typing",
+    "dataclasses",
+    "pathlib",
+    "string",
+    "textwrap",
+    "io",
+    "struct",
+    "base64",
+    "hashlib",
+    "decimal",
+    "fractions",
+    "statistics",
+    "copy",
+    "enum",
+    "heapq",
+    "bisect",
+    "operator",
+    "abc",
+    "contextlib",
+    "csv",
+    "time",
+    "uuid",
+    "asyncio",
+];
+/// How long a zygote may take to start and import its modules.
+const ZYGOTE_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 const NODE_AGENT: &str = include_str!("agents/agent.js");
 /// Reads the code (to EOF) from descriptor 3, then becomes `bash -c CODE /airlock/main.sh`, so
 /// `$0` and bash's own error messages name /airlock/main.sh as a cold run's would.
@@ -36,15 +77,78 @@ pub(crate) fn warmable(req: &RunRequest) -> bool {
     plain && (req.language != Language::Shell || req.code.len() <= SHELL_WARM_MAX)
 }
 
-/// A sandbox whose interpreter waits for its one run.
+/// A sandbox whose interpreter waits for its one run: pre-started, or forked by a zygote.
 pub(crate) struct Warm {
-    sandbox: Sandbox,
+    host: Host,
     control: UnixStream,
     channel: Option<crate::channel::ResultChannel>,
     pub(crate) born: Instant,
 }
 
+enum Host {
+    Sandbox(Sandbox),
+    /// Holds its zygote: the zygote's death would take the child with it.
+    Forked(ZygoteChild, Arc<Zygote>),
+}
+
+/// Whether requests like `req` are served by a zygote's children (Python whose sandbox has
+/// nothing writable but its own tmpfs mounts, with cgroups). Other warmable requests get
+/// pre-started sandboxes.
+pub(crate) fn zygote_serves(req: &RunRequest) -> bool {
+    req.language == Language::Python
+        && req.workdir.is_none()
+        && req.files.is_empty()
+        && !req.weak_limits
+        && req.mounts.iter().all(|m| !m.writable)
+}
+
+/// Starts a zygote for requests like `template` (its code is ignored).
+pub(crate) fn start_zygote(template: &RunRequest) -> Result<Zygote, RuntimeError> {
+    let interp = language::locate(template.language)?;
+    let (mut policy, _) = policy_for(template, interp);
+    let code_path = PathBuf::from(language::code_path(template.language));
+    policy.files.retain(|f| f.target != code_path);
+    let preload: Vec<String> = ZYGOTE_PRELOAD.iter().map(|m| format!("{m:?}")).collect();
+    let script = format!(
+        "_AIRLOCK_PRELOAD = ({},)\n{PYTHON_ZYGOTE}\n{PYTHON_AGENT}",
+        preload.join(", ")
+    );
+    policy.files.push(agent_file("/airlock/zygote.py", &script));
+    policy.files.push(File {
+        target: PathBuf::from("/airlock/zygote.so"),
+        contents: ZYGOTE_LIBRARY.to_vec(),
+        mode: 0o555,
+    });
+    if template.result_channel {
+        crate::channel::announce(&mut policy, 4);
+    }
+    let command = Command::new(&interp.executable).arg("/airlock/zygote.py");
+    Ok(Zygote::start(&policy, command, ZYGOTE_READY_TIMEOUT)?)
+}
+
 impl Warm {
+    /// Forks a child of `zygote` for requests like `template` (which the zygote was started
+    /// for).
+    pub(crate) fn fork(zygote: &Arc<Zygote>, template: &RunRequest) -> Result<Warm, RuntimeError> {
+        let (writer, channel) = match template.result_channel {
+            true => crate::channel::pipe().map(|(w, ch)| (Some(w), Some(ch)))?,
+            false => (None, None),
+        };
+        let mut child = zygote.fork(writer)?;
+        let control = child.take_control().ok_or_else(|| {
+            RuntimeError::Sandbox(jail::JailError::Host {
+                what: "forking a zygote child".into(),
+                source: std::io::Error::other("no control socket"),
+            })
+        })?;
+        Ok(Warm {
+            born: child.born(),
+            host: Host::Forked(child, Arc::clone(zygote)),
+            control: UnixStream::from(control),
+            channel,
+        })
+    }
+
     /// Builds a sandbox for requests like `template` (its code is ignored) and starts the
     /// language's agent in it.
     pub(crate) fn start(template: &RunRequest) -> Result<Warm, RuntimeError> {
@@ -96,7 +200,7 @@ impl Warm {
             }));
         }
         Ok(Warm {
-            sandbox,
+            host: Host::Sandbox(sandbox),
             control: ours,
             channel,
             born: Instant::now(),
@@ -104,11 +208,17 @@ impl Warm {
     }
 
     pub(crate) fn alive(&self) -> bool {
-        !self.sandbox.has_exited()
+        match &self.host {
+            Host::Sandbox(s) => !s.has_exited(),
+            Host::Forked(c, _) => c.alive(),
+        }
     }
 
     pub(crate) fn killer(&self) -> Killer {
-        self.sandbox.killer()
+        match &self.host {
+            Host::Sandbox(s) => s.killer(),
+            Host::Forked(c, _) => c.killer(),
+        }
     }
 
     /// Delivers the code and waits for the run to end. Fails without running anything if the
@@ -119,7 +229,7 @@ impl Warm {
         req: &RunRequest,
         on_output: impl FnMut(Stream, &[u8]),
     ) -> Result<RunResult, Undelivered> {
-        if self.sandbox.has_exited() {
+        if !self.alive() {
             return Err(Undelivered);
         }
         let framed = match req.language {
@@ -132,10 +242,21 @@ impl Warm {
         if framed.is_err() {
             return Err(Undelivered);
         }
-        self.sandbox.start_clock();
         drop(self.control); // EOF for the shell agent; nothing more is ever sent
-        let mut result = match self.sandbox.wait(on_output) {
-            Ok(outcome) => result_from(req, outcome, "warm"),
+        let (waited, pool) = match self.host {
+            Host::Sandbox(mut sandbox) => {
+                sandbox.start_clock();
+                (sandbox.wait(on_output), "warm")
+            }
+            Host::Forked(mut child, zygote) => {
+                child.start_clock();
+                let waited = child.wait(on_output);
+                drop(zygote);
+                (waited, "warm")
+            }
+        };
+        let mut result = match waited {
+            Ok(outcome) => result_from(req, outcome, pool),
             Err(e) => return Ok(sandbox_failure(e.to_string())),
         };
         if let Some(ch) = self.channel {

@@ -204,78 +204,230 @@ fn concurrent_runs_see_only_themselves() {
     });
 }
 
+/// Processes descending from this test process (other tests run in parallel processes).
+fn our_descendants() -> Vec<(i32, i32, String, String)> {
+    let all: Vec<(i32, i32, String, String)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter_map(|pid: i32| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let ppid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:\t"))?
+                .parse()
+                .ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((
+                pid,
+                ppid,
+                comm.trim().to_string(),
+                String::from_utf8_lossy(&cmd).into_owned(),
+            ))
+        })
+        .collect();
+    let mut ours = vec![std::process::id() as i32];
+    let mut found = Vec::new();
+    loop {
+        let next: Vec<_> = all
+            .iter()
+            .filter(|p| ours.contains(&p.1) && !ours.contains(&p.0))
+            .cloned()
+            .collect();
+        if next.is_empty() {
+            return found;
+        }
+        ours.extend(next.iter().map(|p| p.0));
+        found.extend(next);
+    }
+}
+
+fn kill9_and_wait(victims: &[i32]) {
+    assert!(!victims.is_empty(), "nothing to kill");
+    for v in victims {
+        let _ = std::process::Command::new("kill")
+            .arg("-9")
+            .arg(v.to_string())
+            .status();
+    }
+    // SIGKILL takes effect asynchronously: wait until they are zombies or gone.
+    for v in victims {
+        for _ in 0..500 {
+            let st = std::fs::read_to_string(format!("/proc/{v}/stat")).unwrap_or_default();
+            if st.is_empty() || st.contains(") Z ") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Starts `r` (which prints one line, then sleeps) on `s`, waits for its line, kills what
+/// `victims` picks from this test's processes, and returns the run's result and its output.
+async fn kill_mid_run(
+    s: &Scheduler,
+    r: &RunRequest,
+    victims: impl Fn(&[(i32, i32, String, String)]) -> Vec<i32>,
+) -> (airlock_runtime::RunResult, String) {
+    assert!(s.prewarm(r, 1, Duration::from_secs(60)).await >= 1);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let (s2, r2) = (s.clone(), r.clone());
+    let task = tokio::spawn(async move {
+        s2.run(
+            r2,
+            Box::new(move |_, b| sink.lock().unwrap().extend_from_slice(b)),
+        )
+        .await
+    });
+    for _ in 0..2000 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    kill9_and_wait(&victims(&our_descendants()));
+    let out = task.await.unwrap().expect("a result, not a hang");
+    let printed = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    (out, printed)
+}
+
 #[test]
 fn killing_a_warm_sandbox_mid_run_is_a_clear_error_and_the_pool_recovers() {
     rt().block_on(async {
         let s = sched(1);
         let r = req(
-            Language::Python,
-            "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(30)",
+            Language::JavaScript,
+            "console.log(process.pid); setTimeout(() => {}, 30000);",
         );
-        s.prewarm(&r, 1, Duration::from_secs(20)).await;
         // The sandbox's init is killed from outside (as a crash or the OOM killer would).
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&seen);
-        let s2 = s.clone();
-        let r2 = r.clone();
-        let task = tokio::spawn(async move {
-            s2.run(
-                r2,
-                Box::new(move |_, b| sink.lock().unwrap().extend_from_slice(b)),
-            )
-            .await
-        });
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let victims: Vec<i32> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|pid: &i32| {
-                // Only this test's sandboxes: their init is our child (other tests run in
-                // parallel processes).
-                let ours = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .map(|s| {
-                        s.lines()
-                            .any(|l| l == format!("PPid:\t{}", std::process::id()))
-                    })
-                    .unwrap_or(false);
-                ours && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains("/airlock/agent.py"))
-                    .unwrap_or(false)
-            })
-            .collect();
-        assert!(!victims.is_empty());
-        for v in &victims {
-            let _ = std::process::Command::new("kill")
-                .arg("-9")
-                .arg(v.to_string())
-                .status();
-        }
-        // SIGKILL takes effect asynchronously: wait until they are zombies.
-        for v in &victims {
-            for _ in 0..500 {
-                let st = std::fs::read_to_string(format!("/proc/{v}/stat")).unwrap_or_default();
-                if st.is_empty() || st.contains(") Z ") {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        let out = task.await.unwrap().expect("a result, not a hang");
+        let (out, printed) = kill_mid_run(&s, &r, |procs| {
+            procs
+                .iter()
+                .filter(|p| p.1 == std::process::id() as i32 && p.3.contains("/airlock/agent.js"))
+                .map(|p| p.0)
+                .collect()
+        })
+        .await;
         assert_eq!(out.status, Status::Killed, "{out:?}");
         assert_eq!(out.signal, Some(9));
         // Never silently re-run: its output appeared once.
-        assert_eq!(
-            String::from_utf8_lossy(&seen.lock().unwrap())
-                .lines()
-                .count(),
-            1
-        );
+        assert_eq!(printed.lines().count(), 1, "{printed:?}");
         // And the pool serves the next run.
         assert!(s.prewarm(&r, 1, Duration::from_secs(20)).await >= 1);
+        let next = run(&s, req(Language::JavaScript, "console.log('next')")).await;
+        assert_eq!(next.stdout, "next\n", "{next:?}");
+    });
+}
 
+/// A Python run that names its process (`comm`) so a test can find it, prints once, sleeps.
+const VICTIM: &str = "import ctypes, time\nctypes.CDLL(None).prctl(15, b'victim-run', 0, 0, 0)\nprint('up', flush=True)\ntime.sleep(30)";
+
+#[test]
+fn killing_a_zygote_child_mid_run_is_a_clear_error_and_the_pool_recovers() {
+    rt().block_on(async {
+        let s = sched(1);
+        let r = req(Language::Python, VICTIM);
+        let (out, printed) = kill_mid_run(&s, &r, |procs| {
+            procs
+                .iter()
+                .filter(|p| p.2 == "victim-run")
+                .map(|p| p.0)
+                .collect()
+        })
+        .await;
+        assert_eq!(out.status, Status::Killed, "{out:?}");
+        assert_eq!(out.signal, Some(9));
+        assert_eq!(printed.lines().count(), 1, "never re-run: {printed:?}");
         let next = run(&s, req(Language::Python, "print('next')")).await;
         assert_eq!(next.stdout, "next\n", "{next:?}");
+    });
+}
+
+#[test]
+fn killing_the_zygote_mid_run_is_a_clear_error_and_a_new_zygote_serves_the_next_run() {
+    rt().block_on(async {
+        let s = sched(1);
+        let r = req(Language::Python, VICTIM);
+        let (out, printed) = kill_mid_run(&s, &r, |procs| {
+            procs
+                .iter()
+                .filter(|p| p.1 == std::process::id() as i32 && p.3.contains("/airlock/zygote.py"))
+                .map(|p| p.0)
+                .collect()
+        })
+        .await;
+        assert_eq!(out.status, Status::SandboxError, "{out:?}");
+        let message = out
+            .error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_default();
+        assert!(message.contains("zygote"), "{message}");
+        assert_eq!(printed.lines().count(), 1, "never re-run: {printed:?}");
+        // The ready child died with its zygote; the pool starts a new zygote.
+        let next = run(&s, req(Language::Python, "print('next')")).await;
+        assert_eq!(next.stdout, "next\n", "{next:?}");
+        assert!(s.prewarm(&r, 1, Duration::from_secs(60)).await >= 1);
+        let again = run(
+            &s,
+            req(Language::Python, "import sys; print('json' in sys.modules)"),
+        )
+        .await;
+        assert_eq!(
+            again.stdout, "True\n",
+            "served by a zygote again: {again:?}"
+        );
+    });
+}
+
+#[test]
+fn every_zygote_child_draws_fresh_randomness() {
+    rt().block_on(async {
+        let s = sched(2);
+        let code = "import random, os; print(random.random(), os.urandom(8).hex())";
+        let r = req(Language::Python, code);
+        warmed(&s, &r).await;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..6 {
+            let out = run(&s, r.clone()).await;
+            assert_eq!(out.status, Status::Ok, "{}", out.stderr);
+            for value in out.stdout.split_whitespace() {
+                assert!(seen.insert(value.to_string()), "{value} repeated");
+            }
+        }
+    });
+}
+
+#[test]
+fn zygote_children_keep_the_runs_limits() {
+    rt().block_on(async {
+        let s = sched(1);
+        // Memory: an allocation past the limit fails inside the run.
+        let mut r = req(Language::Python, "b = bytearray(400 * 1024 * 1024)\nprint('no')");
+        r.memory_mb = 128;
+        warmed(&s, &r).await;
+        let out = run(&s, r).await;
+        let kind = out.error.as_ref().map(|e| e.kind.as_str());
+        assert_eq!(kind, Some("MemoryError"), "{out:?}");
+        // Its usage is its own cgroup's, not the zygote's.
+        assert!(out.usage.memory_peak_bytes > 0, "{out:?}");
+        // Wall clock: the whole run is killed.
+        let mut r = req(Language::Python, "while True: pass");
+        r.timeout = Duration::from_secs(1);
+        warmed(&s, &r).await;
+        let out = run(&s, r).await;
+        assert_eq!(out.status, Status::Timeout, "{out:?}");
+        // Processes: a fork bomb meets the pids limit.
+        let mut r = req(
+            Language::Python,
+            "import os\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            import time; time.sleep(5); os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('stopped', n < 64, e.errno)",
+        );
+        r.pids = 32;
+        warmed(&s, &r).await;
+        let out = run(&s, r).await;
+        assert_eq!(out.stdout.trim(), "stopped True 11", "{out:?}");
     });
 }
 
@@ -354,5 +506,62 @@ fn result_channel_and_input_files_cold_and_warm() {
         }
         let bad = RunRequest { files: vec![("../escape".into(), vec![])], ..req(Language::Python, "1") };
         assert!(sched(0).run(bad, Box::new(|_, _| {})).await.is_err());
+    });
+}
+
+/// Waits until the pool for `r`'s shape has a ready sandbox.
+async fn warmed(s: &Scheduler, r: &RunRequest) {
+    let ready = s.prewarm(r, 1, Duration::from_secs(120)).await;
+    assert!(ready >= 1, "the pool never got a ready sandbox");
+}
+
+/// What a zygote's child sees of itself: the same isolation a cold run gets.
+const ISOLATION_PROBE: &str = r#"
+import ctypes, os, socket, sys
+status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+libc = ctypes.CDLL(None, use_errno=True)
+def errno_of(rc):
+    return ctypes.get_errno() if rc != 0 else 0
+print("zygote", "json" in sys.modules and "ctypes" in sys.modules)
+print("pid", os.getpid(), os.getppid())
+print("procs", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+print("ids", os.getuid(), os.geteuid(), os.getgid())
+print("caps", status["CapEff"].strip(), status["CapPrm"].strip(), status["CapBnd"].strip(), status["CapAmb"].strip())
+print("nnp", status["NoNewPrivs"].strip(), "seccomp", status["Seccomp"].strip())
+print("cgroup root", all(l.endswith(":/") for l in open("/proc/self/cgroup").read().split()))
+print("host", socket.gethostname())
+print("tmp", os.listdir("/tmp"), os.listdir("/workspace"), os.getcwd())
+print("unshare", errno_of(libc.unshare(0x00020000)))
+print("mount", errno_of(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)))
+print("ifaces", sorted(l.split(":")[0].strip() for l in open("/proc/self/net/dev").readlines()[2:]))
+"#;
+
+#[test]
+fn python_pools_fork_from_a_zygote_into_full_isolation() {
+    rt().block_on(async {
+        let s = sched(2);
+        let r = req(Language::Python, ISOLATION_PROBE);
+        warmed(&s, &r).await;
+        let out = run(&s, r).await;
+        assert_eq!(out.status, Status::Ok, "{}", out.stderr);
+        assert_eq!(out.pool, "warm");
+        let want = [
+            "zygote True",
+            "pid 1 0",
+            "procs [1]",
+            "ids 1000 1000 1000",
+            "caps 0000000000000000 0000000000000000 0000000000000000 0000000000000000",
+            "nnp 1 seccomp 2",
+            "cgroup root True",
+            "host sandbox",
+            "tmp [] [] /workspace",
+            "unshare 1",
+            "mount 1",
+            "ifaces ['lo']",
+        ];
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        for w in want {
+            assert!(lines.contains(&w), "missing {w:?} in:\n{}", out.stdout);
+        }
     });
 }

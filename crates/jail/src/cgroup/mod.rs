@@ -32,7 +32,7 @@ mod v2;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -275,6 +275,23 @@ impl Cgroup {
         }
     }
 
+    /// `cgroup.procs` of every directory of this cgroup, open for writing: a process that
+    /// writes `0` to each joins the cgroup. The kernel checks the opener's credentials (ours),
+    /// so they are handed to a zygote's child for moving itself in.
+    pub fn procs_files(&self) -> Result<Vec<OwnedFd>, JailError> {
+        self.paths()
+            .iter()
+            .map(|dir| {
+                let path = dir.join("cgroup.procs");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map(OwnedFd::from)
+                    .map_err(|e| JailError::host(format!("opening {}", path.display()), e))
+            })
+            .collect()
+    }
+
     /// Peak memory, CPU time used and whether the memory limit was enforced. Best effort.
     pub fn usage(&self) -> CgroupUsage {
         match &self.backend {
@@ -408,6 +425,52 @@ pub fn probe() -> HostCgroups {
         notes,
     }
 }
+
+/// Destroys `cg` on a background thread: removing a cgroup waits for the kernel to empty it
+/// and costs a millisecond or more on cgroup v1, which a run's result need not wait for.
+/// [`flush_destroys`] waits until every cgroup handed over is gone.
+pub fn destroy_later(cg: Cgroup) {
+    let queue = DESTROYER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<Cgroup>>();
+        let started = std::thread::Builder::new()
+            .name("airlock-cgroup-destroy".into())
+            .spawn(move || {
+                for cg in rx {
+                    drop(cg); // Drop tears it down and logs what it cannot remove
+                    let (count, emptied) = &PENDING;
+                    let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+                    *n -= 1;
+                    emptied.notify_all();
+                }
+            });
+        started.ok().map(|_| Mutex::new(tx))
+    });
+    let Some(queue) = queue else {
+        drop(cg); // no thread: remove it here
+        return;
+    };
+    *PENDING.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    let sent = queue
+        .lock()
+        .map(|tx| tx.send(Box::new(cg)).map_err(|e| e.0));
+    if let Ok(Err(cg)) = sent {
+        *PENDING.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        drop(cg);
+    }
+}
+
+/// Waits until every cgroup given to [`destroy_later`] has been removed.
+pub fn flush_destroys() {
+    let (count, emptied) = &PENDING;
+    let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+    while *n > 0 {
+        n = emptied.wait(n).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+static DESTROYER: std::sync::OnceLock<Option<Mutex<std::sync::mpsc::Sender<Box<Cgroup>>>>> =
+    std::sync::OnceLock::new();
+static PENDING: (Mutex<usize>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
 
 /// Removes empty `run-*` cgroups left under airlock's parent by a supervisor that crashed, and
 /// returns how many runs it removed. Cheap: one directory listing per hierarchy. Leaves alone

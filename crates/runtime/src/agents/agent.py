@@ -57,12 +57,24 @@ def _airlock_exit_status(e):
     return 1
 
 
+def _airlock_warm_up(path):
+    # The path every run takes, once before the code arrives: in a zygote's child this copies
+    # the interpreter state it touches now rather than during the run.
+    module = _types.ModuleType("__main__")
+    module.__builtins__ = __builtins__
+    exec(compile("pass", path, "exec"), module.__dict__)
+    for stream in (_sys.stdout, _sys.stderr):
+        stream.write("")
+        stream.flush()
+
+
 def _airlock_run():
+    path = "/airlock/main.py"
+    _airlock_warm_up(path)
     _os.write(3, b"R")  # ready: the interpreter is up and waiting for its code
     size = int.from_bytes(_airlock_read_exactly(3, 8), "big")
     code = _airlock_read_exactly(3, size)
     _os.close(3)
-    path = "/airlock/main.py"
     text = code.decode("utf-8", "surrogateescape")
     _linecache.cache[path] = (len(text), None, text.splitlines(True), path)
     main = _types.ModuleType("__main__")

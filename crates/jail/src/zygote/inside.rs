@@ -1,0 +1,394 @@
+//! The zygote's own side, inside its sandbox. This code is compiled into the library the
+//! zygote's interpreter loads (`ffi`); the supervisor never calls it.
+//!
+//! The zygote is a single-threaded interpreter that has imported the run's packages and never
+//! runs user code. For each run, [`next`] receives the run's descriptors, the interpreter forks,
+//! and the child calls [`enter`]: it moves itself into the run's cgroup, unshares fresh mount,
+//! pid, ipc, uts (and network) namespaces, forks the run's process, tells the zygote its pid
+//! and exits. The run's process is re-parented to the zygote (pid 1 of its sandbox), which
+//! [`adopt`]s it: it waits on its pidfd (inside [`next`], between requests) and writes its wait
+//! status on a pipe the run's process never holds. The run's process, pid 1 of its own pid
+//! namespace, mounts a fresh /tmp,
+//! /workspace, /dev/shm and /proc, enters its own cgroup namespace, sets its limits, places its
+//! descriptors, applies Landlock, drops every capability and installs the run filter. Only then
+//! does [`enter`] return, in it alone, to the interpreter, which reads the code.
+
+use std::os::fd::RawFd;
+use std::sync::Mutex;
+
+use super::spec::Spec;
+use super::{FORK_REQUEST, zstage};
+use crate::child::{Step, run_step, stage};
+use crate::landlock::LandlockRules;
+use crate::seccomp::{self, Profile, SeccompProgram};
+use crate::supervise::report;
+use crate::sys;
+
+/// Descriptors of one run, as the supervisor sent them.
+struct Pending {
+    /// Write end of the status pipe: only the reporter keeps it.
+    status: RawFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    /// The run's control socket (code in, readiness out): descriptor 3 of the run.
+    control: RawFd,
+    /// The result channel's write end: descriptor 4 of the run, when there is one.
+    result: Option<RawFd>,
+    /// Open `cgroup.procs` of each directory of the run's cgroup (opened by the supervisor).
+    procs: Vec<RawFd>,
+    /// The forked child writes the run's pid here for the zygote.
+    handoff: (RawFd, RawFd),
+}
+
+impl Pending {
+    /// Everything but the status pipe, which the zygote keeps until the run ends.
+    fn run_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        [self.stdout, self.stderr, self.control]
+            .into_iter()
+            .chain(self.result)
+            .chain(self.procs.iter().copied())
+    }
+
+    fn close_all(self) {
+        self.run_fds().for_each(sys::close);
+        sys::close(self.handoff.0);
+        sys::close(self.handoff.1);
+        sys::close(self.status);
+    }
+}
+
+/// A run's process the zygote waits for.
+struct Running {
+    pidfd: RawFd,
+    status: RawFd,
+    /// Its mount and network namespaces, held so that tearing them down (every mount of the
+    /// tree) happens after its status is reported, not in its exit before that.
+    namespaces: Vec<RawFd>,
+}
+
+struct State {
+    control: RawFd,
+    zygote: libc::pid_t,
+    spec: Spec,
+    mounts: Vec<Step>,
+    landlock: Option<LandlockRules>,
+    seccomp: &'static SeccompProgram,
+    pending: Option<Pending>,
+    running: Vec<Running>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// The most a spec frame may be.
+const SPEC_MAX: usize = 4096;
+
+fn state() -> std::sync::MutexGuard<'static, Option<State>> {
+    STATE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads the spec from the control socket `control` and prepares everything a child needs.
+/// Returns 0, or an errno.
+pub(crate) fn init(control: RawFd) -> i32 {
+    match prepare(control) {
+        Ok(s) => {
+            *state() = Some(s);
+            0
+        }
+        Err(e) => e,
+    }
+}
+
+fn prepare(control: RawFd) -> Result<State, i32> {
+    // One record (SOCK_SEQPACKET): the whole spec in one read.
+    let mut bytes = vec![0u8; SPEC_MAX];
+    let n = loop {
+        match sys::read(control, &mut bytes) {
+            Err(libc::EINTR) => continue,
+            r => break r?,
+        }
+    };
+    bytes.truncate(n);
+    let spec = Spec::decode(&bytes).ok_or(libc::EINVAL)?;
+    let mut mounts = Vec::new();
+    let nosuid_nodev = (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong;
+    for (target, bytes, mode) in [
+        (c"/tmp", spec.tmp_bytes, 0o1777),
+        (c"/workspace", spec.workspace_bytes, 0o755),
+        (c"/dev/shm", spec.shm_bytes, 0o1777),
+    ] {
+        mounts.push(Step::Tmpfs {
+            target: target.to_owned(),
+            options: std::ffi::CString::new(format!("size={bytes},mode={mode:o}"))
+                .map_err(|_| libc::EINVAL)?,
+            flags: nosuid_nodev,
+        });
+    }
+    mounts.extend(crate::spawn::proc_steps(c"", c"/dev/null").map_err(|_| libc::EINVAL)?);
+    // The same rules as a cold run's: every path of this sandbox is the same, and the zygote's
+    // children are refused writable binds (see `Zygote::start`).
+    let landlock = crate::spawn::landlock_rules(&crate::Policy::default());
+    let seccomp = seccomp::compiled(Profile::Run).map_err(|_| libc::EINVAL)?;
+    Ok(State {
+        control,
+        zygote: sys::getpid(),
+        spec,
+        mounts,
+        landlock,
+        seccomp,
+        pending: None,
+        running: Vec::new(),
+    })
+}
+
+/// Waits for the next fork request, reporting the end of every run that ends meanwhile.
+/// Returns 1 when a request is pending, 0 when the supervisor closed the control socket (the
+/// zygote should exit), or a negative errno.
+pub(crate) fn next() -> i32 {
+    let mut guard = state();
+    let Some(state) = guard.as_mut() else {
+        return -libc::EINVAL;
+    };
+    if let Some(old) = state.pending.take() {
+        old.close_all();
+    }
+    loop {
+        let mut polls: Vec<libc::pollfd> = std::iter::once(state.control)
+            .chain(state.running.iter().map(|r| r.pidfd))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        if let Err(e) = sys::poll(&mut polls, -1) {
+            return -e;
+        }
+        let ended: Vec<usize> = (1..polls.len())
+            .filter(|&i| polls[i].revents != 0)
+            .map(|i| i - 1)
+            .collect();
+        for i in ended.into_iter().rev() {
+            let run = &state.running[i];
+            let frame = match sys::reap_pidfd(run.pidfd) {
+                Ok(None) => continue,
+                Ok(Some(wstatus)) => report::encode(report::STATUS, wstatus, 0),
+                Err(e) => report::encode(report::ERROR, zstage::REAP as i32, e),
+            };
+            let _ = sys::write_all(run.status, &frame);
+            let run = state.running.swap_remove(i);
+            sys::close(run.pidfd);
+            sys::close(run.status);
+            run.namespaces.into_iter().for_each(sys::close);
+        }
+        if polls[0].revents != 0 {
+            return receive(state);
+        }
+    }
+}
+
+/// Receives one fork request (the control socket is readable).
+fn receive(state: &mut State) -> i32 {
+    let mut header = [0u8; 3];
+    let mut fds = [-1; sys::MAX_FDS_PER_MESSAGE];
+    let (n, got) = match sys::recv_fds(state.control, &mut header, &mut fds) {
+        Ok(r) => r,
+        Err(e) => return -e,
+    };
+    if n == 0 {
+        return 0;
+    }
+    let fds = &fds[..got];
+    let procs = header[1] as usize;
+    let has_result = header[2] == 1;
+    let expected = 4 + usize::from(has_result) + procs;
+    if n != 3 || header[0] != FORK_REQUEST || header[2] > 1 || got != expected {
+        fds.iter().copied().for_each(sys::close);
+        return -libc::EPROTO;
+    }
+    let handoff = match sys::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            fds.iter().copied().for_each(sys::close);
+            return -e;
+        }
+    };
+    let rest = &fds[4..];
+    let (result, procs) = match has_result {
+        true => (Some(rest[0]), rest[1..].to_vec()),
+        false => (None, rest.to_vec()),
+    };
+    state.pending = Some(Pending {
+        status: fds[0],
+        stdout: fds[1],
+        stderr: fds[2],
+        control: fds[3],
+        result,
+        procs,
+        handoff,
+    });
+    1
+}
+
+/// In the zygote, after forking `child` for the pending run: learns the run's pid from it,
+/// reaps it, and from then on waits for the run (in [`next`]). Its copies of the run's other
+/// descriptors are closed.
+pub(crate) fn adopt(child: libc::pid_t) {
+    let mut guard = state();
+    let Some(state) = guard.as_mut() else { return };
+    let Some(p) = state.pending.take() else {
+        return;
+    };
+    p.run_fds().for_each(sys::close);
+    sys::close(p.handoff.1);
+    let mut pid = [0u8; 4];
+    let told = matches!(sys::read_full(p.handoff.0, &mut pid), Ok(4));
+    sys::close(p.handoff.0);
+    // It exits right after telling; from then on the run's process is our child.
+    let _ = sys::wait4(child, false);
+    if !told {
+        // It failed before forking and reported why on the status pipe itself.
+        sys::close(p.status);
+        return;
+    }
+    let pid = i32::from_ne_bytes(pid);
+    match sys::pidfd_open(pid) {
+        Ok(pidfd) => state.running.push(Running {
+            pidfd,
+            status: p.status,
+            namespaces: ["mnt", "net"]
+                .iter()
+                .filter_map(|ns| {
+                    let path = std::ffi::CString::new(format!("/proc/{pid}/ns/{ns}")).ok()?;
+                    sys::open(&path, libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()
+                })
+                .collect(),
+        }),
+        Err(e) => {
+            let frame = report::encode(report::ERROR, zstage::REAP as i32, e);
+            let _ = sys::write_all(p.status, &frame);
+            sys::close(p.status);
+        }
+    }
+}
+
+/// In the zygote's fresh child. Returns 0 only in the run's process, fully isolated; every
+/// other path ends this process (after reporting on the status pipe when it can).
+pub(crate) fn enter() -> i32 {
+    let mut guard = state();
+    let Some(state) = guard.as_mut() else {
+        return -libc::EINVAL;
+    };
+    let Some(p) = state.pending.take() else {
+        return -libc::EINVAL;
+    };
+    let fail = |status: RawFd, (stage, errno): (u32, i32)| -> ! {
+        let _ = sys::write_all(status, &report::encode(report::ERROR, stage as i32, errno));
+        sys::exit_now(127)
+    };
+    // Die with the zygote; and if it is already gone, do not start.
+    if sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).is_err()
+        || sys::getppid() != state.zygote
+    {
+        sys::exit_now(127);
+    }
+    sys::close(state.control);
+    for r in &state.running {
+        sys::close(r.pidfd);
+        sys::close(r.status);
+        r.namespaces.iter().copied().for_each(sys::close);
+    }
+    sys::close(p.handoff.0);
+    for &fd in &p.procs {
+        // "0" is the writer itself; the descriptor was opened by the supervisor, whose
+        // credentials the kernel checks.
+        if let Err(e) = sys::write_all(fd, b"0") {
+            fail(p.status, (zstage::CGROUP_ATTACH, e));
+        }
+        sys::close(fd);
+    }
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if state.spec.own_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    if let Err(e) = sys::unshare(flags) {
+        fail(p.status, (zstage::UNSHARE, e));
+    }
+    // SAFETY: this process is single-threaded (a fork of the single-threaded zygote).
+    match unsafe { sys::fork() } {
+        Err(e) => fail(p.status, (zstage::FORK, e)),
+        Ok(0) => {
+            sys::close(p.handoff.1);
+            let mut status = p.status;
+            match isolate(state, &p, &mut status) {
+                Ok(()) => {
+                    sys::close(status);
+                    0
+                }
+                Err(e) => fail(status, e),
+            }
+        }
+        Ok(pid) => {
+            let _ = sys::write_all(p.handoff.1, &pid.to_ne_bytes());
+            sys::exit_now(0)
+        }
+    }
+}
+
+type StageResult = Result<(), (u32, i32)>;
+
+fn at(stage: u32) -> impl Fn(i32) -> (u32, i32) {
+    move |e| (stage, e)
+}
+
+/// The run's process, pid 1 of its pid namespace: everything a cold run's child does after
+/// its root is built, in the same order, ending with the run filter.
+///
+/// No parent-death signal: its parent exits at once (it would fire then), and the zygote it is
+/// re-parented to is its sandbox's pid 1, whose death kills it with the whole pid namespace.
+fn isolate(state: &State, p: &Pending, status: &mut RawFd) -> StageResult {
+    sys::setsid().map_err(at(stage::SETSID))?;
+
+    // Descriptors first, so that nothing of the zygote's stays: move ours high, then place
+    // them at 0.. and close everything else.
+    let null =
+        sys::open(c"/dev/null", libc::O_RDWR | libc::O_CLOEXEC, 0).map_err(at(stage::STDIO))?;
+    let mut placed = vec![null, p.stdout, p.stderr, p.control];
+    placed.extend(p.result);
+    let high = |fd| sys::dup_at_least(fd, 64).map_err(at(stage::STDIO));
+    let moved: Vec<RawFd> = placed
+        .iter()
+        .map(|&fd| high(fd))
+        .collect::<Result<_, _>>()?;
+    *status = high(*status)?;
+    for (target, &fd) in moved.iter().enumerate() {
+        sys::dup2(fd, target as RawFd).map_err(at(stage::STDIO))?;
+    }
+    let keep = moved.len() as u32;
+    sys::close_range(keep, *status as u32 - 1);
+    sys::close_range(*status as u32 + 1, u32::MAX);
+
+    // The zygote's /proc shows its own pid namespace: a fresh one replaces it.
+    sys::umount2(c"/proc", libc::MNT_DETACH).map_err(at(zstage::MOUNTS))?;
+    for step in &state.mounts {
+        run_step(step).map_err(at(zstage::MOUNTS))?;
+    }
+    sys::umount2(c"/airlock/.proc", libc::MNT_DETACH).map_err(at(zstage::MOUNTS))?;
+    sys::unshare(libc::CLONE_NEWCGROUP).map_err(at(stage::CGROUP_NS))?;
+    if state.spec.own_network {
+        sys::loopback_up().map_err(at(stage::LOOPBACK))?;
+    }
+    sys::setrlimit(libc::RLIMIT_CPU, state.spec.cpu_seconds).map_err(at(stage::RLIMIT))?;
+    sys::chdir(c"/workspace").map_err(at(stage::CWD))?;
+
+    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(at(stage::NO_NEW_PRIVS))?;
+    if let Some(rules) = &state.landlock {
+        // SAFETY: the rules were prepared at init; apply only makes raw syscalls.
+        unsafe { rules.apply() }.map_err(|(_, e)| (stage::LANDLOCK, e))?;
+    }
+    sys::drop_all_caps().map_err(at(stage::CAPS_DROP))?;
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(at(stage::CAPS_DROP))?;
+    // SAFETY: compiled at init; install only makes the seccomp syscall.
+    unsafe { state.seccomp.install() }.map_err(at(stage::SECCOMP))?;
+    Ok(())
+}
