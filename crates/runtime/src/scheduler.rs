@@ -178,13 +178,19 @@ impl Scheduler {
         };
 
         let warm = self.checkout(&req);
+        // An empty pool whose zygote is up: a child forked now costs milliseconds, not a cold
+        // start.
+        let zygote = match warm {
+            None => self.live_zygote(&req),
+            Some(_) => None,
+        };
         let shape = RunRequest {
             code: Vec::new(),
             ..req.clone()
         };
         let mut guard = CancelGuard(warm.as_ref().map(Warm::killer));
         let (tx, rx) = tokio::sync::oneshot::channel::<Killer>();
-        let task = tokio::task::spawn_blocking(move || execute(req, warm, on_output, tx));
+        let task = tokio::task::spawn_blocking(move || execute(req, warm, zygote, on_output, tx));
         // The cold path reports its sandbox's killer once it has one.
         if guard.0.is_none()
             && let Ok(k) = rx.await
@@ -292,6 +298,20 @@ impl Scheduler {
         taken
     }
 
+    /// The running zygote of `req`'s pool, if it has one (never starts one).
+    fn live_zygote(&self, req: &RunRequest) -> Option<Arc<Zygote>> {
+        if self.inner.config.pool_size == 0 || !warm::warmable(req) || !warm::zygote_serves(req) {
+            return None;
+        }
+        let slot = {
+            let pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(&pools.get(&pool_key(req))?.zygote)
+        };
+        // Never wait here (on an async thread) for a zygote being started.
+        let state = slot.try_lock().ok()?;
+        state.current.as_ref().filter(|z| z.alive()).cloned()
+    }
+
     /// Tops the pool for `req`'s shape up again; called after a run, so building the next
     /// sandbox does not compete with the run for CPU.
     fn replenish(&self, req: &RunRequest) {
@@ -305,9 +325,24 @@ impl Scheduler {
 fn execute(
     req: RunRequest,
     warm: Option<Warm>,
+    zygote: Option<Arc<Zygote>>,
     mut on_output: OnOutput,
     killer_tx: tokio::sync::oneshot::Sender<Killer>,
 ) -> Result<RunResult, RuntimeError> {
+    let mut killer_tx = Some(killer_tx);
+    let warm = warm.or_else(|| {
+        let forked = zygote.and_then(|z| match Warm::fork(&z, &req) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("forking a zygote child on demand failed; running cold: {e}");
+                None
+            }
+        })?;
+        if let Some(tx) = killer_tx.take() {
+            let _ = tx.send(forked.killer());
+        }
+        Some(forked)
+    });
     if let Some(w) = warm {
         match w.run(&req, &mut on_output) {
             Ok(r) => return Ok(r),
@@ -318,7 +353,9 @@ fn execute(
         }
     }
     crate::run::run_with(&req, on_output, |k| {
-        let _ = killer_tx.send(k);
+        if let Some(tx) = killer_tx.take() {
+            let _ = tx.send(k);
+        }
     })
 }
 
