@@ -73,28 +73,35 @@ pub struct RunArgs {
     /// Explicit opt-in to a weaker profile: rlimit-only limits where no cgroup can be created.
     #[arg(long)]
     weak_limits: bool,
+    /// Run the way the Scheduler serves warm runs: prepare a pooled sandbox first (for Python,
+    /// a child of a zygote), then hand it the code. For checking the warm path; a one-shot run
+    /// is faster without it.
+    #[arg(long)]
+    pool: bool,
 }
 
 pub fn main(args: RunArgs) -> i32 {
     let json = args.json;
+    let pool = args.pool;
     let req = match request(args) {
         Ok(r) => r,
         Err(e) => return fail(json, &format!("{e:#}"), "InvalidInput"),
     };
     let live = !json;
+    if pool {
+        let result = pooled(req, live);
+        runtime::release_host_resources();
+        return match result {
+            Ok(r) => report(json, &r),
+            Err(e) => fail(json, &e.to_string(), e.kind()),
+        };
+    }
     let mut progress = crate::env::InstallProgress::new(!json && std::io::stderr().is_terminal());
     let result = runtime::run_with_progress(
         &req,
         |stream, bytes| {
             if live {
-                // Output streams through as it comes; a closed terminal must not kill the run.
-                let _ = match stream {
-                    Stream::Stdout => std::io::stdout()
-                        .lock()
-                        .write_all(bytes)
-                        .and_then(|_| std::io::stdout().flush()),
-                    Stream::Stderr => std::io::stderr().lock().write_all(bytes),
-                };
+                forward(stream, bytes)
             }
         },
         &mut |p| progress.event(p),
@@ -108,6 +115,49 @@ pub fn main(args: RunArgs) -> i32 {
             fail(json, &e.to_string(), kind)
         }
     }
+}
+
+/// Streams a run's output to ours as it comes (a closed terminal must not kill the run).
+fn forward(stream: Stream, bytes: &[u8]) {
+    let _ = match stream {
+        Stream::Stdout => std::io::stdout()
+            .lock()
+            .write_all(bytes)
+            .and_then(|_| std::io::stdout().flush()),
+        Stream::Stderr => std::io::stderr().lock().write_all(bytes),
+    };
+}
+
+/// `--pool`: one run through a Scheduler whose pool was filled for it first.
+fn pooled(req: RunRequest, live: bool) -> Result<RunResult, runtime::RuntimeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            runtime::RuntimeError::Sandbox(jail::JailError::Host {
+                what: "starting the async runtime".into(),
+                source: e,
+            })
+        })?;
+    rt.block_on(async {
+        let sched = runtime::Scheduler::new(runtime::SchedulerConfig {
+            pool_size: 1,
+            ..runtime::SchedulerConfig::default()
+        });
+        sched.prewarm(&req, 1, Duration::from_secs(120)).await;
+        let result = sched
+            .run(
+                req,
+                Box::new(move |stream, bytes| {
+                    if live {
+                        forward(stream, bytes)
+                    }
+                }),
+            )
+            .await;
+        sched.shutdown().await;
+        result
+    })
 }
 
 fn request(a: RunArgs) -> anyhow::Result<RunRequest> {

@@ -1,0 +1,98 @@
+//! A zygote's child (`airlock run --pool`, Python) attacked from inside, as root and as an
+//! unprivileged user: it must be as isolated as a cold run, and nothing of the zygote (its
+//! capabilities, its namespaces, its /proc, its descriptors) may be within reach.
+
+mod common;
+use common::*;
+
+fn pooled(who: &Who, code: &str) -> serde_json::Value {
+    py_with(who, &["--pool"], code)
+}
+
+both!(a_zygote_child_holds_no_privilege_of_its_zygote, |who| {
+    let code = r#"
+import ctypes, os, sys
+status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+libc = ctypes.CDLL(None, use_errno=True)
+def errno_of(rc):
+    return ctypes.get_errno() if rc != 0 else 0
+print("zygote", "json" in sys.modules and "ctypes" in sys.modules)
+print("pid", os.getpid(), os.getppid())
+print("procs", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+print("ids", os.getuid(), os.geteuid(), os.getgid())
+print("caps", status["CapEff"].strip(), status["CapPrm"].strip(), status["CapBnd"].strip(), status["CapAmb"].strip(), status["CapInh"].strip())
+print("nnp", status["NoNewPrivs"].strip(), "seccomp", status["Seccomp"].strip())
+print("fds", sorted(int(f) for f in os.listdir("/proc/self/fd")))
+print("unshare", errno_of(libc.unshare(0x00020000)), errno_of(libc.unshare(0x10000000)))
+print("mount", errno_of(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)))
+print("umount", errno_of(libc.umount2(b"/proc", 2)))
+# EPERM, or EINVAL where uid 0 is not even mapped in the user namespace.
+print("setuid refused", errno_of(libc.setuid(0)) in (1, 22), os.getuid())
+print("zygote-proc", os.listdir("/airlock/.proc") if os.path.isdir("/airlock/.proc") else None)
+print("kcore", os.stat("/proc/kcore").st_size if os.path.exists("/proc/kcore") else None)
+for name in ("/proc/1/root/airlock/zygote.py", "/proc/2/status"):
+    try:
+        open(name).read(1)
+        print("reached", name)
+    except OSError as e:
+        print("refused", name)
+"#;
+    let v = pooled(who, code);
+    assert_eq!(v["pool"], "warm", "{v}");
+    let out = ok_stdout(&v);
+    let lines: Vec<&str> = out.lines().collect();
+    for want in [
+        "zygote True",
+        "pid 1 0",
+        "procs [1]",
+        "ids 1000 1000 1000",
+        "caps 0000000000000000 0000000000000000 0000000000000000 0000000000000000 0000000000000000",
+        "nnp 1 seccomp 2",
+        "unshare 1 1",
+        "mount 1",
+        "umount 1",
+        "setuid refused True 1000",
+        "zygote-proc []",
+        "refused /proc/2/status",
+    ] {
+        assert!(lines.contains(&want), "missing {want:?} in:\n{out}");
+    }
+    // Only stdio and the descriptor listing /proc/self/fd: nothing of the zygote's.
+    let fds = lines.iter().find(|l| l.starts_with("fds ")).unwrap();
+    assert_eq!(*fds, "fds [0, 1, 2, 3]", "{out}");
+});
+
+both!(a_zygote_child_cannot_write_outside_its_own_tmpfs, |who| {
+    let code = r#"
+import os
+for p in ["/", "/usr", "/etc", "/airlock", "/opt", "/proc/sys/kernel"]:
+    try:
+        with open(os.path.join(p, "planted"), "w") as f:
+            f.write("x")
+        print("WROTE", p)
+    except OSError as e:
+        print("denied", p)
+open("/tmp/mine", "w").write("ok")
+open("/workspace/mine", "w").write("ok")
+print("own", open("/tmp/mine").read(), open("/workspace/mine").read())
+"#;
+    let out = ok_stdout(&pooled(who, code));
+    assert!(!out.contains("WROTE"), "{out}");
+    assert!(out.contains("own ok ok"), "{out}");
+});
+
+both!(a_zygote_child_meets_its_limits, |who| {
+    let (v, _) = run_json(who, &["--pool", "--timeout", "1", "-c", "while True: pass"]);
+    assert_eq!(v["status"], "timeout", "{v}");
+    let (v, _) = run_json(
+        who,
+        &[
+            "--pool",
+            "--memory",
+            "128",
+            "-c",
+            "b = bytearray(400 * 1024 * 1024)",
+        ],
+    );
+    assert_eq!(v["error"]["type"], "MemoryError", "{v}");
+});
