@@ -57,6 +57,9 @@ pub struct Outcome {
 /// sandbox dies with its pid namespace, so this only guards against the unexpected.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a zygote may take to report a run it was told to kill.
+const KILL_REPORT_GRACE: Duration = Duration::from_secs(5);
+
 struct Capture {
     fd: Option<OwnedFd>,
     buf: Vec<u8>,
@@ -225,6 +228,15 @@ impl Watch<'_> {
                 timed_out = true;
                 (self.kill)();
             }
+            // A killed run's status comes from its zygote: never wait on a stuck one forever.
+            if status.is_none()
+                && timed_out
+                && matches!(self.exit, Exit::Reported { .. })
+                && now >= deadline + KILL_REPORT_GRACE
+            {
+                status = Some((libc::SIGKILL, empty_rusage()));
+                exited_at = Some(now);
+            }
             let wake = match (status.is_some(), timed_out) {
                 (true, _) => exited_at.map_or(Duration::ZERO, |t: Instant| {
                     (t + DRAIN_GRACE).saturating_duration_since(now)
@@ -343,8 +355,8 @@ fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage)>> {
         )
     })?;
     if n < report::LEN {
-        // The reporter died without a word: it was killed with the run (timeout,
-        // cancellation, the memory limit), or its zygote was.
+        // The zygote closed the pipe without a word: it died (killing the run with it), or
+        // the run was killed before the zygote could watch it.
         if killed {
             return Ok(Some((libc::SIGKILL, empty_rusage())));
         }

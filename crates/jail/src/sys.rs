@@ -556,39 +556,6 @@ pub(crate) fn pidfd_open(pid: libc::pid_t) -> SysResult<RawFd> {
     check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as RawFd)
 }
 
-#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
-/// Reaps the exited child behind `pidfd` and returns its wait status; `None` while it runs.
-pub(crate) fn reap_pidfd(pidfd: RawFd) -> SysResult<Option<i32>> {
-    // SAFETY: siginfo_t is plain old data; waitid fills it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: a valid siginfo destination; P_PIDFD (3) names the child by descriptor.
-        let r = unsafe {
-            libc::waitid(
-                3 as libc::idtype_t,
-                pidfd as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::__WALL,
-            )
-        };
-        match check_int(r) {
-            Err(libc::EINTR) => continue,
-            Err(e) => return Err(e),
-            Ok(_) => break,
-        }
-    }
-    // SAFETY: waitid filled the siginfo; si_pid is 0 when the child has not exited yet.
-    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
-    if pid == 0 {
-        return Ok(None);
-    }
-    // Back to a wait(2) status word, as the supervisor decodes it.
-    Ok(Some(match code {
-        libc::CLD_EXITED => (status & 0xff) << 8,
-        _ => status & 0x7f,
-    }))
-}
-
 pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> SysResult {
     // SAFETY: pidfd is an fd we own; no siginfo.
     check(unsafe {
@@ -606,6 +573,23 @@ pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> SysResult {
 pub(crate) fn kill(pid: i32, sig: i32) -> SysResult {
     // SAFETY: plain signal delivery.
     check_int(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
+/// Reaps any exited child without waiting: (pid, wait status), or `None` when none has exited
+/// (or there are no children).
+pub(crate) fn reap_any() -> Option<(libc::pid_t, i32)> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid destination.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+        match check_int(r) {
+            Ok(0) => return None,
+            Ok(pid) => return Some((pid, status)),
+            Err(libc::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Reaps `pid` (which must have exited or be about to) and returns its wait status and usage.

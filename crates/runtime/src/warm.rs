@@ -23,7 +23,8 @@ const PYTHON_ZYGOTE: &str = include_str!("agents/zygote.py");
 /// airlock's jail built as the shared object a zygote loads (see build.rs).
 const ZYGOTE_LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libairlock_zygote.so"));
 /// Standard modules a zygote imports for every run besides what the agent needs: common in
-/// generated code, cheap to hold. A run's packages are imported as well.
+/// generated code, cheap to hold. (Requests with packages are not served by zygotes: their
+/// import-time code would run with the zygote's namespace capabilities.)
 const ZYGOTE_PRELOAD: &[&str] = &[
     "json",
     "re",

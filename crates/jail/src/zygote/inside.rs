@@ -59,6 +59,8 @@ impl Pending {
 
 /// A run's process the zygote waits for.
 struct Running {
+    pid: libc::pid_t,
+    /// Readable once it exits: what wakes the zygote's poll.
     pidfd: RawFd,
     status: RawFd,
     /// Its mount and network namespaces, held so that tearing them down (every mount of the
@@ -109,6 +111,11 @@ fn prepare(control: RawFd) -> Result<State, i32> {
     };
     bytes.truncate(n);
     let spec = Spec::decode(&bytes).ok_or(libc::EINVAL)?;
+    // Its children rely on it being their pid namespace's init: orphans come back to it, and
+    // its death kills them all.
+    if sys::getpid() != 1 {
+        return Err(libc::ENOTSUP);
+    }
     let mut mounts = Vec::new();
     let nosuid_nodev = (libc::MS_NOSUID | libc::MS_NODEV) as libc::c_ulong;
     for (target, bytes, mode) in [
@@ -163,19 +170,15 @@ pub(crate) fn next() -> i32 {
         if let Err(e) = sys::poll(&mut polls, -1) {
             return -e;
         }
-        let ended: Vec<usize> = (1..polls.len())
-            .filter(|&i| polls[i].revents != 0)
-            .map(|i| i - 1)
-            .collect();
-        for i in ended.into_iter().rev() {
-            let run = &state.running[i];
-            let frame = match sys::reap_pidfd(run.pidfd) {
-                Ok(None) => continue,
-                Ok(Some(wstatus)) => report::encode(report::STATUS, wstatus, 0),
-                Err(e) => report::encode(report::ERROR, zstage::REAP as i32, e),
+        // Every exited child is reaped here, tracked or not: a run's process whose forking
+        // child died before handing it over (killed with the run's cgroup, say) is ours too,
+        // as the zygote is its pid namespace's init.
+        while let Some((pid, wstatus)) = sys::reap_any() {
+            let Some(i) = state.running.iter().position(|r| r.pid == pid) else {
+                continue;
             };
-            let _ = sys::write_all(run.status, &frame);
             let run = state.running.swap_remove(i);
+            let _ = sys::write_all(run.status, &report::encode(report::STATUS, wstatus, 0));
             sys::close(run.pidfd);
             sys::close(run.status);
             run.namespaces.into_iter().for_each(sys::close);
@@ -201,7 +204,7 @@ fn receive(state: &mut State) -> i32 {
     let procs = header[1] as usize;
     let has_result = header[2] == 1;
     let expected = 4 + usize::from(has_result) + procs;
-    if n != 3 || header[0] != FORK_REQUEST || header[2] > 1 || got != expected {
+    if n != 3 || header[0] != FORK_REQUEST || header[2] > 1 || procs == 0 || got != expected {
         fds.iter().copied().for_each(sys::close);
         return -libc::EPROTO;
     }
@@ -253,6 +256,7 @@ pub(crate) fn adopt(child: libc::pid_t) {
     let pid = i32::from_ne_bytes(pid);
     match sys::pidfd_open(pid) {
         Ok(pidfd) => state.running.push(Running {
+            pid,
             pidfd,
             status: p.status,
             namespaces: ["mnt", "net"]
@@ -264,6 +268,8 @@ pub(crate) fn adopt(child: libc::pid_t) {
                 .collect(),
         }),
         Err(e) => {
+            // Unwatched, it must not run: kill it (`next` reaps it) and say why.
+            let _ = sys::kill(pid, libc::SIGKILL);
             let frame = report::encode(report::ERROR, zstage::REAP as i32, e);
             let _ = sys::write_all(p.status, &frame);
             sys::close(p.status);

@@ -169,7 +169,7 @@ impl Zygote {
             &crate::spawn::run_cgroup_name(),
             &CgroupLimits {
                 memory_bytes: l.memory_bytes,
-                // The reporter (the zygote's direct child) is in the cgroup as well.
+                // The zygote's child that forks the run's process is in the cgroup for a moment.
                 pids: l.pids + 1,
                 cpu_millis: l.cpu_millis,
             },
