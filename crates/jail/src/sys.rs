@@ -339,6 +339,28 @@ fn capset(data: &[CapData; 2]) -> SysResult {
         .map(drop)
 }
 
+/// This process's capability sets (the v3 ABI's two 32-bit halves).
+fn capget() -> SysResult<[CapData; 2]> {
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    let hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: header and two data structs as the v3 ABI requires; capget fills them.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &hdr as *const CapHeader,
+            data.as_mut_ptr(),
+        )
+    })?;
+    Ok(data)
+}
+
 /// Makes every permitted capability effective again (after `setresuid` cleared the effective set).
 pub(crate) fn raise_all_caps() -> SysResult {
     let all = CapData {
@@ -348,23 +370,7 @@ pub(crate) fn raise_all_caps() -> SysResult {
     };
     // The kernel masks the request to what is permitted; asking for all is the simple way.
     capset(&[all; 2]).or_else(|_| {
-        let mut data = [CapData {
-            effective: 0,
-            permitted: 0,
-            inheritable: 0,
-        }; 2];
-        let hdr = CapHeader {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        // SAFETY: as in capset; capget fills the two structs.
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_capget,
-                &hdr as *const CapHeader,
-                data.as_mut_ptr(),
-            )
-        })?;
+        let mut data = capget()?;
         for d in &mut data {
             d.effective = d.permitted;
         }
@@ -844,23 +850,7 @@ pub(crate) fn getpid() -> libc::pid_t {
 /// Raises every capability this process has in its permitted set into the inheritable and
 /// ambient sets, so that they survive `execve` as a non-root uid (the zygote's profile).
 pub(crate) fn keep_caps_across_exec() -> SysResult {
-    let mut data = [CapData {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    let hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    // SAFETY: capget fills the two v3 structs.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &hdr as *const CapHeader,
-            data.as_mut_ptr(),
-        )
-    })?;
+    let mut data = capget()?;
     for d in &mut data {
         d.inheritable = d.permitted;
     }
