@@ -255,7 +255,17 @@ impl Scheduler {
             // Destroyed outside the lock: each waits for its cgroup to empty.
             drop(drained);
             if let Some(pools) = finished {
+                // A fill thread may still hold a pool's zygote slot for a moment: take each
+                // zygote out, so it is killed and reaped here, before shutdown returns.
+                let zygotes: Vec<Arc<Zygote>> = pools
+                    .values()
+                    .filter_map(|p| {
+                        let mut state = p.zygote.lock().unwrap_or_else(|e| e.into_inner());
+                        state.current.take()
+                    })
+                    .collect();
                 drop(pools);
+                drop(zygotes);
                 // Cgroups of finished runs are removed in the background: wait for them.
                 tokio::task::spawn_blocking(jail::cgroup::flush_destroys)
                     .await
