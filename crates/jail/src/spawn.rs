@@ -466,7 +466,7 @@ fn create_cgroup(policy: &Policy) -> Result<Option<Cgroup>> {
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     let (r, w) = sys::pipe()
         .map_err(|e| JailError::host("creating a pipe", io::Error::from_raw_os_error(e)))?;
     // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
@@ -474,7 +474,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok((above_passed(r)?, above_passed(w)?))
 }
 
-fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
     let (a, b) = sys::socketpair()
         .map_err(|e| JailError::host("creating a socket pair", io::Error::from_raw_os_error(e)))?;
     // SAFETY: socketpair returned two fresh descriptors that nothing else owns.

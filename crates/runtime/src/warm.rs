@@ -103,12 +103,21 @@ pub(crate) fn zygote_serves(req: &RunRequest) -> bool {
         && req.mounts.iter().all(|m| !m.writable)
 }
 
-/// Starts a zygote for requests like `template` (its code is ignored).
-pub(crate) fn start_zygote(template: &RunRequest) -> Result<Zygote, RuntimeError> {
+/// The interpreter and the policy of a pooled sandbox for requests like `template`: a run's,
+/// without the code file (the code arrives on the control channel).
+fn pool_policy(
+    template: &RunRequest,
+) -> Result<(&'static Interpreter, jail::Policy), RuntimeError> {
     let interp = language::locate(template.language)?;
     let (mut policy, _) = policy_for(template, interp);
     let code_path = PathBuf::from(language::code_path(template.language));
     policy.files.retain(|f| f.target != code_path);
+    Ok((interp, policy))
+}
+
+/// Starts a zygote for requests like `template` (its code is ignored).
+pub(crate) fn start_zygote(template: &RunRequest) -> Result<Zygote, RuntimeError> {
+    let (interp, mut policy) = pool_policy(template)?;
     let preload: Vec<String> = ZYGOTE_PRELOAD.iter().map(|m| format!("{m:?}")).collect();
     let script = format!(
         "_AIRLOCK_PRELOAD = ({},)\n{PYTHON_ZYGOTE}\n{PYTHON_AGENT}",
@@ -153,10 +162,7 @@ impl Warm {
     /// Builds a sandbox for requests like `template` (its code is ignored) and starts the
     /// language's agent in it.
     pub(crate) fn start(template: &RunRequest) -> Result<Warm, RuntimeError> {
-        let interp = language::locate(template.language)?;
-        let (mut policy, _) = policy_for(template, interp);
-        let code_path = PathBuf::from(language::code_path(template.language));
-        policy.files.retain(|f| f.target != code_path);
+        let (interp, mut policy) = pool_policy(template)?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| {
             RuntimeError::Sandbox(jail::JailError::Host {
                 what: "creating a control channel".into(),

@@ -243,6 +243,15 @@ fn our_descendants() -> Vec<(i32, i32, String, String)> {
     }
 }
 
+/// Pids of this test process's direct children (sandbox inits) whose command line names `what`.
+fn our_children_running(procs: &[(i32, i32, String, String)], what: &str) -> Vec<i32> {
+    procs
+        .iter()
+        .filter(|p| p.1 == std::process::id() as i32 && p.3.contains(what))
+        .map(|p| p.0)
+        .collect()
+}
+
 fn kill9_and_wait(victims: &[i32]) {
     assert!(!victims.is_empty(), "nothing to kill");
     for v in victims {
@@ -303,11 +312,7 @@ fn killing_a_warm_sandbox_mid_run_is_a_clear_error_and_the_pool_recovers() {
         );
         // The sandbox's init is killed from outside (as a crash or the OOM killer would).
         let (out, printed) = kill_mid_run(&s, &r, |procs| {
-            procs
-                .iter()
-                .filter(|p| p.1 == std::process::id() as i32 && p.3.contains("/airlock/agent.js"))
-                .map(|p| p.0)
-                .collect()
+            our_children_running(procs, "/airlock/agent.js")
         })
         .await;
         assert_eq!(out.status, Status::Killed, "{out:?}");
@@ -351,11 +356,7 @@ fn killing_the_zygote_mid_run_is_a_clear_error_and_a_new_zygote_serves_the_next_
         let s = sched(1);
         let r = req(Language::Python, VICTIM);
         let (out, printed) = kill_mid_run(&s, &r, |procs| {
-            procs
-                .iter()
-                .filter(|p| p.1 == std::process::id() as i32 && p.3.contains("/airlock/zygote.py"))
-                .map(|p| p.0)
-                .collect()
+            our_children_running(procs, "/airlock/zygote.py")
         })
         .await;
         assert_eq!(out.status, Status::SandboxError, "{out:?}");

@@ -27,7 +27,7 @@ use crate::cgroup::{Cgroup, CgroupLimits};
 use crate::error::{JailError, Result};
 use crate::policy::{CgroupMode, Limits, Network, Policy};
 use crate::seccomp::Profile;
-use crate::spawn::{Command, Killer, Sandbox};
+use crate::spawn::{Command, Killer, Sandbox, pipe, socketpair};
 use crate::supervise::{Exit, Outcome, Stream, Watch, report};
 use crate::sys;
 
@@ -175,7 +175,7 @@ impl Zygote {
             },
         )?;
         let procs = cgroup.procs_files()?;
-        let (control, control_theirs) = stream_pair()?;
+        let (control, control_theirs) = socketpair()?;
         let (stdout, stdout_w) = pipe()?;
         let (stderr, stderr_w) = pipe()?;
         let (status, status_w) = pipe()?;
@@ -397,23 +397,9 @@ fn wait_readable(fds: &[RawFd], timeout: Duration) -> std::result::Result<(), i3
     }
 }
 
-fn owned_pair(pair: sys::SysResult<(RawFd, RawFd)>, what: &str) -> Result<(OwnedFd, OwnedFd)> {
-    let (a, b) = pair.map_err(|e| host(what, e))?;
-    // SAFETY: the call returned two fresh descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) })
-}
-
 fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
-    owned_pair(
-        sys::socketpair_of(libc::SOCK_SEQPACKET),
-        "creating the zygote's control socket",
-    )
-}
-
-fn stream_pair() -> Result<(OwnedFd, OwnedFd)> {
-    owned_pair(sys::socketpair(), "creating a run's control socket")
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    owned_pair(sys::pipe(), "creating a pipe")
+    let (a, b) = sys::socketpair_of(libc::SOCK_SEQPACKET)
+        .map_err(|e| host("creating the zygote's control socket", e))?;
+    // SAFETY: socketpair returned two fresh descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) })
 }
