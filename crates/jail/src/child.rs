@@ -130,11 +130,6 @@ pub(crate) struct Plan {
     pub envp_ptrs: Vec<*const libc::c_char>,
     pub landlock: Option<LandlockRules>,
     pub seccomp: &'static SeccompProgram,
-    /// The program is airlock's zygote: it keeps its capabilities (inside its own user
-    /// namespace) across exec, and runs under the zygote filter without Landlock, because it
-    /// makes each child's namespaces and mounts. It never runs user code; its children drop
-    /// every capability and install Landlock and the run filter first (see `crate::zygote`).
-    pub zygote: bool,
     /// The child's stdio, placed on 0, 1, 2 (each fd >= 3).
     pub stdio: [RawFd; 3],
     /// Descriptors for the program, placed at 3, 4, … (each above the placed range).
@@ -173,7 +168,6 @@ pub(crate) mod stage {
     pub const EXEC: u32 = 23;
     pub const PDEATHSIG: u32 = 24;
     pub const LISTENER: u32 = 25;
-    pub const CAPS_KEEP: u32 = 26;
     pub const STEP_BASE: u32 = 1000;
 
     pub fn name(code: u32) -> &'static str {
@@ -203,7 +197,6 @@ pub(crate) mod stage {
             EXEC => "execve",
             PDEATHSIG => "parent death signal",
             LISTENER => "loopback listener",
-            CAPS_KEEP => "keep the zygote's namespace capabilities",
             _ => "setup step",
         }
     }
@@ -299,11 +292,7 @@ fn setup(plan: &Plan) -> StageResult {
     }
     // Dispositions the supervisor ignores (Rust ignores SIGPIPE) would survive execve.
     sys::reset_signals();
-    if plan.zygote {
-        sys::keep_caps_across_exec().map_err(at(stage::CAPS_KEEP))?;
-    } else {
-        sys::drop_all_caps().map_err(at(stage::CAPS_DROP))?;
-    }
+    sys::drop_all_caps().map_err(at(stage::CAPS_DROP))?;
     sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(at(stage::CAPS_DROP))?;
     // SAFETY: the program was compiled before the fork; install only makes the seccomp syscall.
     unsafe { plan.seccomp.install() }.map_err(at(stage::SECCOMP))?;

@@ -32,9 +32,11 @@ static ZYGOTE_PROGRAM: OnceLock<Result<SeccompProgram, String>> = OnceLock::new(
 pub(crate) enum Profile {
     /// The filter every program runs under.
     Run,
-    /// The zygote's: the same, except that it may make the namespaces and mounts of each child
-    /// (`unshare` without CLONE_NEWUSER, `mount`, `umount2`). Its children install the `Run`
-    /// filter on top (filters stack: the stricter answer wins) before any user code runs.
+    /// The zygote's: the same, except that each of its children may make its own user
+    /// namespace, the run's namespaces in it and its mounts there (`unshare`, `mount`,
+    /// `mount_setattr`); the zygote itself holds no capability to use them with. Its children
+    /// install the `Run` filter on top (filters stack: the stricter answer wins) before any
+    /// user code runs.
     Zygote,
 }
 
@@ -204,14 +206,9 @@ mod imp {
         SYS_LSM_SET_SELF_ATTR,
     ];
 
-    /// What the zygote needs to give each child its own namespaces and mounts (see
-    /// [`Profile::Zygote`]); `unshare` stays refused for CLONE_NEWUSER.
-    const ZYGOTE_ALLOWED: &[i64] = &[
-        libc::SYS_mount,
-        libc::SYS_mount_setattr,
-        libc::SYS_umount2,
-        libc::SYS_unshare,
-    ];
+    /// What each of the zygote's children needs to make its own user namespace, the run's
+    /// other namespaces and its mounts in them (see [`Profile::Zygote`]).
+    const ZYGOTE_ALLOWED: &[i64] = &[libc::SYS_mount, libc::SYS_mount_setattr, libc::SYS_unshare];
 
     /// Legacy or port-I/O calls that only exist on x86_64.
     #[cfg(target_arch = "x86_64")]
@@ -335,16 +332,6 @@ mod imp {
             for nr in ZYGOTE_ALLOWED {
                 rules.remove(nr);
             }
-            // A new user namespace would give back every capability: still refused.
-            let newuser = libc::CLONE_NEWUSER as u64;
-            rules.insert(
-                libc::SYS_unshare,
-                vec![SeccompRule::new(vec![cond(
-                    0,
-                    Op::MaskedEq(newuser),
-                    newuser,
-                )?])?],
-            );
         }
 
         // personality: only PER_LINUX and the 0xffffffff query. Other personalities change

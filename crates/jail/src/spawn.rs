@@ -840,7 +840,7 @@ pub(crate) fn build_plan(
     if zygote {
         // The kernel lets a user namespace mount a new procfs only where one is fully
         // visible already (`mount_too_revealing`); /proc has masks over it. Each child of the
-        // zygote mounts its own /proc, then detaches this one before anything else runs.
+        // zygote mounts its own /proc, then covers this one before anything else runs.
         s.parents(Path::new(ZYGOTE_PROC))?;
         s.steps.push(Step::Proc {
             target: in_newroot(Path::new(ZYGOTE_PROC))?,
@@ -908,7 +908,6 @@ pub(crate) fn build_plan(
         _envp: envp,
         landlock,
         seccomp: seccomp::compiled(profile)?,
-        zygote,
         stdio: [-1; 3],
         passed: Vec::new(),
         keep_fds: Vec::new(),

@@ -847,37 +847,6 @@ pub(crate) fn getpid() -> libc::pid_t {
     unsafe { libc::getpid() }
 }
 
-/// Raises every capability this process has in its permitted set into the inheritable and
-/// ambient sets, so that they survive `execve` as a non-root uid (the zygote's profile).
-pub(crate) fn keep_caps_across_exec() -> SysResult {
-    let mut data = capget()?;
-    for d in &mut data {
-        d.inheritable = d.permitted;
-    }
-    capset(&data)?;
-    for cap in 0..64u32 {
-        let word = data[(cap / 32) as usize].permitted;
-        if word & (1 << (cap % 32)) == 0 {
-            continue;
-        }
-        // SAFETY: integer-only prctl.
-        let r = unsafe {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
-                cap as libc::c_ulong,
-                0,
-                0,
-            )
-        };
-        match check_int(r) {
-            Ok(_) | Err(libc::EINVAL) => {} // EINVAL: a capability this kernel does not know
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 pub(crate) fn set_nonblocking(fd: RawFd) -> SysResult {
     // SAFETY: fcntl on an fd we own.
     let fl = check_int(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;

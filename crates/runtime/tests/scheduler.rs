@@ -564,5 +564,14 @@ fn python_pools_fork_from_a_zygote_into_full_isolation() {
         for w in want {
             assert!(lines.contains(&w), "missing {w:?} in:\n{}", out.stdout);
         }
+        // The zygote itself holds no capability in any set: each child gets the ones it
+        // needs from a user namespace of its own.
+        let zygotes = our_children_running(&our_descendants(), "/airlock/zygote.py");
+        assert_eq!(zygotes.len(), 1, "one zygote for the pool");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", zygotes[0])).unwrap();
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            let line = status.lines().find(|l| l.starts_with(set)).unwrap();
+            assert!(line.ends_with("0000000000000000"), "zygote {line}");
+        }
     });
 }

@@ -3,13 +3,13 @@
 //!
 //! The zygote is a single-threaded interpreter that has imported the run's packages and never
 //! runs user code. For each run, [`next`] receives the run's descriptors, the interpreter forks,
-//! and the child calls [`enter`]: it moves itself into the run's cgroup, unshares fresh mount,
-//! pid, ipc, uts (and network) namespaces, forks the run's process, tells the zygote its pid
+//! and the child calls [`enter`]: it moves itself into the run's cgroup, unshares a user
+//! namespace of its own and, in it, fresh mount, pid, ipc, uts (and network) namespaces,
+//! forks the run's process, tells the zygote its pid
 //! and exits. The run's process is re-parented to the zygote (pid 1 of its sandbox), which
 //! [`adopt`]s it: it waits on its pidfd (inside [`next`], between requests) and writes its wait
 //! status on a pipe the run's process never holds. The run's process, pid 1 of its own pid
-//! namespace, mounts a fresh /tmp,
-//! /workspace, /dev/shm and /proc, enters its own cgroup namespace, sets its limits, places its
+//! namespace, mounts a fresh /tmp, /workspace, /dev/shm and /proc, enters its own cgroup namespace, sets its limits, places its
 //! descriptors, applies Landlock, drops every capability and installs the run filter. Only then
 //! does [`enter`] return, in it alone, to the interpreter, which reads the code.
 
@@ -131,6 +131,9 @@ fn prepare(control: RawFd) -> Result<State, i32> {
         });
     }
     mounts.extend(crate::spawn::proc_steps(c"", c"/dev/null").map_err(|_| libc::EINVAL)?);
+    mounts.push(Step::MaskDir {
+        target: std::ffi::CString::new(crate::spawn::ZYGOTE_PROC).map_err(|_| libc::EINVAL)?,
+    });
     // The same rules as a cold run's: every path of this sandbox is the same, and the zygote's
     // children are refused writable binds (see `Zygote::start`).
     let landlock = crate::spawn::landlock_rules(&crate::Policy::default());
@@ -312,6 +315,9 @@ pub(crate) fn enter() -> i32 {
         }
         sys::close(fd);
     }
+    if let Err(e) = own_user_namespace() {
+        fail(p.status, (zstage::USER_NS, e));
+    }
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if state.spec.own_network {
@@ -339,6 +345,30 @@ pub(crate) fn enter() -> i32 {
             sys::exit_now(0)
         }
     }
+}
+
+/// Moves this process into a user namespace of its own, as the same uid and gid. The zygote
+/// holds no capability: this namespace gives the child the ones it needs for its namespaces
+/// and mounts, over nothing but what it creates itself, and locks every mount it inherits
+/// (flags and all) against it.
+fn own_user_namespace() -> sys::SysResult {
+    // The kernel lets a process write its own id maps only while its /proc entries are its
+    // own, which they are not while it is non-dumpable; `isolate` makes it non-dumpable again.
+    sys::prctl(libc::PR_SET_DUMPABLE, 1)?;
+    sys::unshare(libc::CLONE_NEWUSER)?;
+    let uid = crate::SANDBOX_UID;
+    let gid = crate::SANDBOX_GID;
+    for (file, map) in [
+        (c"/proc/self/setgroups", "deny".to_string()),
+        (c"/proc/self/uid_map", format!("{uid} {uid} 1\n")),
+        (c"/proc/self/gid_map", format!("{gid} {gid} 1\n")),
+    ] {
+        let fd = sys::open(file, libc::O_WRONLY, 0)?;
+        let written = sys::write_all(fd, map.as_bytes());
+        sys::close(fd);
+        written?;
+    }
+    Ok(())
 }
 
 type StageResult = Result<(), (u32, i32)>;
@@ -374,12 +404,12 @@ fn isolate(state: &State, p: &Pending, status: &mut RawFd) -> StageResult {
     sys::close_range(keep, *status as u32 - 1);
     sys::close_range(*status as u32 + 1, u32::MAX);
 
-    // The zygote's /proc shows its own pid namespace: a fresh one replaces it.
-    sys::umount2(c"/proc", libc::MNT_DETACH).map_err(at(zstage::MOUNTS))?;
+    // Mounts inherited from the zygote are locked to this namespace: they can be covered,
+    // not removed. The fresh /proc covers the zygote's, and the unmasked procfs it needs to
+    // mount one (see `Step::Proc`) is covered last.
     for step in &state.mounts {
         run_step(step).map_err(at(zstage::MOUNTS))?;
     }
-    sys::umount2(c"/airlock/.proc", libc::MNT_DETACH).map_err(at(zstage::MOUNTS))?;
     sys::unshare(libc::CLONE_NEWCGROUP).map_err(at(stage::CGROUP_NS))?;
     if state.spec.own_network {
         sys::loopback_up().map_err(at(stage::LOOPBACK))?;

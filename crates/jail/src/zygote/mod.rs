@@ -4,10 +4,10 @@
 //! isolated as a cold run's sandbox while costing a `fork` instead of a sandbox and an
 //! interpreter start.
 //!
-//! The zygote itself is a sandbox like any other, under [`Profile::Zygote`]: it keeps its
-//! capabilities inside its own user namespace (never on the host) and its filter lets it
-//! unshare and mount, because it makes each child's namespaces and mounts. Everything else of the
-//! isolation contract holds for it. The supervisor talks to it over a private `SOCK_SEQPACKET`
+//! The zygote itself is a sandbox like any other, under [`Profile::Zygote`]: it holds no
+//! capability, and its filter lets it unshare and mount, because each child makes a user
+//! namespace of its own and, in it, the run's namespaces and mounts. Everything else of the
+//! isolation contract holds for it, except Landlock (a Landlocked process may not mount). The supervisor talks to it over a private `SOCK_SEQPACKET`
 //! socket at descriptor 3: one spec record at start (`spec`), then one record per child carrying
 //! that run's descriptors. The interpreter side is a small script of the runtime's that loads
 //! this crate built as a library (the `zygote-lib` feature, `ffi`).
@@ -41,6 +41,7 @@ pub(crate) mod zstage {
     pub const FORK: u32 = 42;
     pub const MOUNTS: u32 = 43;
     pub const REAP: u32 = 44;
+    pub const USER_NS: u32 = 45;
 
     pub fn name(code: u32) -> Option<&'static str> {
         Some(match code {
@@ -49,6 +50,7 @@ pub(crate) mod zstage {
             FORK => "fork the run's process",
             MOUNTS => "mount the run's /tmp, /workspace, /dev/shm and /proc",
             REAP => "wait for the run's process",
+            USER_NS => "enter the run's own user namespace",
             _ => return None,
         })
     }
