@@ -5,11 +5,11 @@
 //! runs user code. For each run, [`next`] receives the run's descriptors, the interpreter forks,
 //! and the child calls [`enter`]: it moves itself into the run's cgroup, unshares a user
 //! namespace of its own and, in it, fresh mount, pid, ipc, uts (and network) namespaces,
-//! forks the run's process, tells the zygote its pid
-//! and exits. The run's process is re-parented to the zygote (pid 1 of its sandbox), which
-//! [`adopt`]s it: it waits on its pidfd (inside [`next`], between requests) and writes its wait
-//! status on a pipe the run's process never holds. The run's process, pid 1 of its own pid
-//! namespace, mounts a fresh /tmp, /workspace, /dev/shm and /proc, enters its own cgroup namespace, sets its limits, places its
+//! forks the run's process, tells the zygote its pid and exits. The run's process is
+//! re-parented to the zygote (pid 1 of its sandbox), which [`adopt`]s it: it waits on its pidfd
+//! (inside [`next`], between requests) and writes its wait status on a pipe the run's process
+//! never holds. The run's process, pid 1 of its own pid namespace, mounts a fresh /tmp,
+//! /workspace, /dev/shm and /proc, enters its own cgroup namespace, sets its limits, places its
 //! descriptors, applies Landlock, drops every capability and installs the run filter. Only then
 //! does [`enter`] return, in it alone, to the interpreter, which reads the code.
 
