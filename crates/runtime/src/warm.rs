@@ -24,7 +24,7 @@ const PYTHON_ZYGOTE: &str = include_str!("agents/zygote.py");
 const ZYGOTE_LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libairlock_zygote.so"));
 /// Standard modules a zygote imports for every run besides what the agent needs: common in
 /// generated code, cheap to hold. (Requests with packages are not served by zygotes: their
-/// import-time code would run with the zygote's namespace capabilities.)
+/// import-time code would run in the zygote, which passes every run its descriptors.)
 const ZYGOTE_PRELOAD: &[&str] = &[
     "json",
     "re",
