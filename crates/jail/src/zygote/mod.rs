@@ -7,9 +7,9 @@
 //! The zygote itself is a sandbox like any other, under [`Profile::Zygote`]: it holds no
 //! capability, and its filter lets it unshare and mount, because each child makes a user
 //! namespace of its own and, in it, the run's namespaces and mounts. Everything else of the
-//! isolation contract holds for it, except Landlock (a Landlocked process may not mount). The supervisor talks to it over a private `SOCK_SEQPACKET`
-//! socket at descriptor 3: one spec record at start (`spec`), then one record per child carrying
-//! that run's descriptors. The interpreter side is a small script of the runtime's that loads
+//! isolation contract holds for it, except Landlock (a Landlocked process may not mount). The
+//! supervisor talks to it over a private `SOCK_SEQPACKET` socket at descriptor 3: one spec
+//! record at start (`spec`), then one record per child carrying that run's descriptors. The interpreter side is a small script of the runtime's that loads
 //! this crate built as a library (the `zygote-lib` feature, `ffi`).
 
 #[cfg(feature = "zygote-lib")]
