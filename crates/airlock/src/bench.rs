@@ -28,6 +28,10 @@ pub struct BenchArgs {
     /// Runs of a soak that reports the supervisor's memory before and after (0: none).
     #[arg(long, default_value_t = 0)]
     soak_runs: usize,
+    /// Package for the rows with a package imported (installed once, from the configured
+    /// index); `--package ''` skips those rows.
+    #[arg(long, default_value = "pandas==2.2.3")]
+    package: String,
 }
 
 struct Stat {
@@ -236,7 +240,12 @@ pub fn main(args: BenchArgs) -> i32 {
         .unwrap_or(f64::NAN);
 
     let warm = if args.warm_runs > 0 {
-        crate::bench_warm::measure(args.warm_runs, args.sustain_seconds, args.soak_runs)
+        crate::bench_warm::measure(&crate::bench_warm::WarmPlan {
+            runs: args.warm_runs,
+            seconds: args.sustain_seconds,
+            soak: args.soak_runs,
+            package: Some(args.package.trim().to_string()).filter(|p| !p.is_empty()),
+        })
     } else {
         Vec::new()
     };

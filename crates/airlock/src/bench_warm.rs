@@ -27,25 +27,29 @@ fn req(code: &str) -> RunRequest {
     }
 }
 
+/// What the warm rows run.
+pub struct WarmPlan {
+    /// Measured warm round trips of `print(1)` (and of the package row).
+    pub runs: usize,
+    /// Seconds of each sustained row.
+    pub seconds: f64,
+    /// Runs of the soak row (0: none).
+    pub soak: usize,
+    /// A pip specifier whose rows are measured with it imported (None: no package rows).
+    pub package: Option<String>,
+}
+
 /// Warm round trip of `print(1)`: each run takes a pre-started sandbox (the pool is refilled,
-/// off the clock, between runs). Then sustained throughput of fresh sandboxes with `clients`
-/// concurrent callers for `seconds`.
-pub fn measure(runs: usize, seconds: f64, soak: usize) -> Vec<WarmRow> {
+/// off the clock, between runs). Then sustained throughput of fresh sandboxes with concurrent
+/// callers; then the same with `plan.package` imported, from a zygote that imported it
+/// (trusted) and from use-once sandboxes that import it each (the default).
+pub fn measure(plan: &WarmPlan) -> Vec<WarmRow> {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            return vec![WarmRow {
-                name: "warm rows".into(),
-                median_ms: None,
-                p90_ms: None,
-                p99_ms: None,
-                per_second: None,
-                note: format!("no async runtime: {e}"),
-            }];
-        }
+        Err(e) => return vec![failed("warm rows", format!("no async runtime: {e}"))],
     };
     rt.block_on(async {
         let mut rows = Vec::new();
@@ -54,85 +58,177 @@ pub fn measure(runs: usize, seconds: f64, soak: usize) -> Vec<WarmRow> {
             ..SchedulerConfig::default()
         });
         let r = req("print(1)");
-        let mut samples = Vec::new();
-        let mut cold = 0;
-        for _ in 0..runs {
-            // A full, idle pool: the round trip is measured, not the refill racing it.
-            sched.prewarm(&r, 2, Duration::from_secs(30)).await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let t = Instant::now();
-            match sched.run(r.clone(), Box::new(|_, _| {})).await {
-                Ok(res) if res.status == Status::Ok => {
-                    samples.push(t.elapsed().as_secs_f64() * 1e3);
-                    cold += usize::from(res.pool != "warm");
-                }
-                Ok(res) => {
-                    return vec![failed(
-                        "warm Scheduler.run(\"print(1)\")",
-                        format!("{:?}: {}", res.status, res.stderr),
-                    )];
-                }
-                Err(e) => return vec![failed("warm Scheduler.run(\"print(1)\")", e.to_string())],
-            }
+        rows.push(
+            round_trip_row(
+                "warm Scheduler.run(\"print(1)\")",
+                &sched,
+                &r,
+                plan.runs,
+                "target p50 <= 2 ms",
+            )
+            .await,
+        );
+        rows.push(
+            sustained_row(
+                "sustained fresh-sandbox runs",
+                &sched,
+                &r,
+                plan.seconds,
+                "target >= 300/s",
+            )
+            .await,
+        );
+        if plan.soak > 0 {
+            rows.push(soak_row(&sched, &r, plan.soak).await);
         }
-        samples.sort_by(f64::total_cmp);
-        rows.push(WarmRow {
-            name: "warm Scheduler.run(\"print(1)\")".into(),
-            median_ms: pct(&samples, 0.5),
-            p90_ms: pct(&samples, 0.9),
-            p99_ms: pct(&samples, 0.99),
-            per_second: None,
-            note: format!(
-                "{} runs, {cold} fell back to cold; target p50 <= 2 ms",
-                samples.len()
-            ),
-        });
-
-        // Sustained: callers keep the scheduler busy; pools refill in the background.
-        let clients = 4;
-        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-        let mut tasks = Vec::new();
-        for _ in 0..clients {
-            let s = sched.clone();
-            let r = r.clone();
-            tasks.push(tokio::spawn(async move {
-                let (mut ok, mut warm) = (0usize, 0usize);
-                while Instant::now() < deadline {
-                    if let Ok(res) = s.run(r.clone(), Box::new(|_, _| {})).await
-                        && res.status == Status::Ok
-                    {
-                        ok += 1;
-                        warm += usize::from(res.pool == "warm");
-                    }
-                }
-                (ok, warm)
-            }));
-        }
-        let start = Instant::now();
-        let (mut ok, mut warm) = (0, 0);
-        for t in tasks {
-            if let Ok((o, w)) = t.await {
-                ok += o;
-                warm += w;
-            }
-        }
-        let took = start.elapsed().as_secs_f64();
-        rows.push(WarmRow {
-            name: "sustained fresh-sandbox runs".into(),
-            median_ms: None,
-            p90_ms: None,
-            p99_ms: None,
-            per_second: Some(ok as f64 / took),
-            note: format!(
-                "{ok} runs in {took:.1} s by {clients} callers, {warm} warm; target >= 300/s"
-            ),
-        });
-        if soak > 0 {
-            rows.push(soak_row(&sched, &r, soak).await);
+        if let Some(spec) = &plan.package {
+            rows.extend(package_rows(&sched, spec, plan).await);
         }
         sched.shutdown().await;
         rows
     })
+}
+
+/// The package rows: `import NAME` with the package trusted (zygote) and not (use-once).
+async fn package_rows(sched: &Scheduler, spec: &str, plan: &WarmPlan) -> Vec<WarmRow> {
+    // The distribution's name as a module name (`pandas` of `pandas==2.2.3`).
+    let module: String = spec
+        .trim()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let code = format!("import {module}\nprint(1)");
+    let trusted = RunRequest {
+        packages: vec![spec.to_string()],
+        trust_packages: true,
+        ..req(&code)
+    };
+    let untrusted = RunRequest {
+        trust_packages: false,
+        ..trusted.clone()
+    };
+    // Installs the environment (once) and starts the zygote, off the clock.
+    if sched.prewarm(&trusted, 2, Duration::from_secs(900)).await == 0 {
+        let why = match sched.run(trusted.clone(), Box::new(|_, _| {})).await {
+            Ok(res) => format!("{:?}: {}", res.status, res.stderr.trim()),
+            Err(e) => e.to_string(),
+        };
+        return vec![failed(&format!("runs with {spec}"), why)];
+    }
+    vec![
+        round_trip_row(
+            &format!("warm run, {module} imported (trusted: zygote)"),
+            sched,
+            &trusted,
+            plan.runs,
+            "no import-time penalty beyond the zygote's",
+        )
+        .await,
+        sustained_row(
+            &format!("sustained runs, {module} imported (trusted: zygote)"),
+            sched,
+            &trusted,
+            plan.seconds,
+            "target >= 100/s",
+        )
+        .await,
+        sustained_row(
+            &format!("sustained runs, {module} imported (default: use-once)"),
+            sched,
+            &untrusted,
+            plan.seconds,
+            "each sandbox imports it for its one run",
+        )
+        .await,
+    ]
+}
+
+/// Median, p90 and p99 of `runs` round trips of `r`, each from a full, idle pool.
+async fn round_trip_row(
+    name: &str,
+    sched: &Scheduler,
+    r: &RunRequest,
+    runs: usize,
+    target: &str,
+) -> WarmRow {
+    let mut samples = Vec::new();
+    let mut cold = 0;
+    for _ in 0..runs {
+        // A full, idle pool: the round trip is measured, not the refill racing it.
+        sched.prewarm(r, 2, Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let t = Instant::now();
+        match sched.run(r.clone(), Box::new(|_, _| {})).await {
+            Ok(res) if res.status == Status::Ok => {
+                samples.push(t.elapsed().as_secs_f64() * 1e3);
+                cold += usize::from(res.pool != "warm");
+            }
+            Ok(res) => return failed(name, format!("{:?}: {}", res.status, res.stderr)),
+            Err(e) => return failed(name, e.to_string()),
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    WarmRow {
+        name: name.into(),
+        median_ms: pct(&samples, 0.5),
+        p90_ms: pct(&samples, 0.9),
+        p99_ms: pct(&samples, 0.99),
+        per_second: None,
+        note: format!("{} runs, {cold} fell back to cold; {target}", samples.len()),
+    }
+}
+
+/// Runs per second of `r` by concurrent callers for `seconds`; pools refill in the background.
+async fn sustained_row(
+    name: &str,
+    sched: &Scheduler,
+    r: &RunRequest,
+    seconds: f64,
+    target: &str,
+) -> WarmRow {
+    let clients = 4;
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let s = sched.clone();
+        let r = r.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut warm) = (0usize, 0usize);
+            while Instant::now() < deadline {
+                if let Ok(res) = s.run(r.clone(), Box::new(|_, _| {})).await
+                    && res.status == Status::Ok
+                {
+                    ok += 1;
+                    warm += usize::from(res.pool == "warm");
+                }
+            }
+            (ok, warm)
+        }));
+    }
+    let start = Instant::now();
+    let (mut ok, mut warm) = (0, 0);
+    for t in tasks {
+        if let Ok((o, w)) = t.await {
+            ok += o;
+            warm += w;
+        }
+    }
+    let took = start.elapsed().as_secs_f64();
+    WarmRow {
+        name: name.into(),
+        median_ms: None,
+        p90_ms: None,
+        p99_ms: None,
+        per_second: Some(ok as f64 / took),
+        note: format!("{ok} runs in {took:.1} s by {clients} callers, {warm} warm; {target}"),
+    }
 }
 
 fn failed(name: &str, why: String) -> WarmRow {

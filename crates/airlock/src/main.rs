@@ -34,6 +34,13 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    // Off unless asked for (`AIRLOCK_LOG=warn`): a run's stderr is the program's.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let code = match cli.command {
         Cmd::Run(args) => run::main(*args),
         Cmd::Doctor => doctor::main(),

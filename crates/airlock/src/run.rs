@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// Explicit opt-in: accept URLs, local paths and VCS references as packages.
     #[arg(long)]
     allow_unsafe_specs: bool,
+    /// Explicit opt-in (Python): the packages are trusted, so a warm pool may import them once
+    /// in a zygote shared by every run of this environment (see docs/security.md).
+    #[arg(long)]
+    trust_packages: bool,
     /// Wall-clock timeout in seconds.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
@@ -251,6 +255,7 @@ fn request(a: RunArgs) -> anyhow::Result<RunRequest> {
         weak_limits: a.weak_limits,
         packages: a.packages,
         allow_unsafe_specs: a.allow_unsafe_specs,
+        trust_packages: a.trust_packages,
         ..RunRequest::default()
     })
 }

@@ -148,6 +148,7 @@ impl Request {
         allowed_domains = None,
         env = None,
         packages = None,
+        trust_packages = false,
         mounts = None,
         result_channel = false,
         pids = None,
@@ -169,6 +170,7 @@ impl Request {
         allowed_domains: Option<Vec<String>>,
         env: Option<BTreeMap<String, String>>,
         packages: Option<Vec<String>>,
+        trust_packages: bool,
         mounts: Option<Vec<(String, String, bool)>>,
         result_channel: bool,
         pids: Option<u64>,
@@ -241,6 +243,7 @@ impl Request {
             tmp_mb: tmp_mb.unwrap_or(d.tmp_mb),
             weak_limits,
             packages: packages.unwrap_or_default(),
+            trust_packages,
             result_channel,
             ..d
         };

@@ -66,6 +66,9 @@ def test_invalid_requests_raise_naming_the_field():
         airlock.run("print(1)", env={"LD_PRELOAD": "x"})
     with pytest.raises(airlock.InvalidRequestError):
         airlock.run("print(1)", packages=["--index-url=http://evil/"])
+    with pytest.raises(airlock.InvalidRequestError) as e:
+        airlock.run("print(1)", trust_packages="yes")
+    assert e.value.field == "trust_packages"
 
 
 @pytest.mark.registry

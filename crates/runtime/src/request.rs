@@ -151,6 +151,12 @@ pub struct RunRequest {
     /// Explicit opt-in: accept URLs, local paths and VCS references among `packages`.
     /// Installer options (`--index-url`, `-e`, `-r`) are refused even then.
     pub allow_unsafe_specs: bool,
+    /// Explicit opt-in, Python only: the packages are trusted, so a warm pool may import them
+    /// once in a zygote that forks every run of this environment (DESIGN §4), instead of in a
+    /// use-once sandbox per run. Their import-time code then runs in a process that passes
+    /// every such run its descriptors: a malicious package could carry data between runs of
+    /// the same environment. Without it, packages are imported in each run's own sandbox.
+    pub trust_packages: bool,
     /// Where environments are stored and which index or mirror installs use.
     pub package_config: crate::environment::PackageConfig,
     /// Files placed in `/workspace` before the code runs: a path relative to `/workspace`,
@@ -188,6 +194,7 @@ impl Default for RunRequest {
             weak_limits: false,
             packages: Vec::new(),
             allow_unsafe_specs: false,
+            trust_packages: false,
             package_config: Default::default(),
             files: Vec::new(),
             result_channel: false,

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use jail::{Killer, Stream, Zygote};
+use jail::{Killer, Stream};
 use tokio::sync::Semaphore;
 
 use crate::error::RuntimeError;
 use crate::request::RunRequest;
 use crate::result::RunResult;
-use crate::warm::{self, Warm};
+use crate::warm::{self, PoolZygote, Warm};
 
 /// Output callback for a run: called from a worker thread with each chunk as it arrives.
 pub type OnOutput = Box<dyn FnMut(Stream, &[u8]) + Send>;
@@ -60,7 +60,7 @@ struct Pool {
 
 #[derive(Default)]
 struct ZygoteState {
-    current: Option<Arc<Zygote>>,
+    current: Option<Arc<PoolZygote>>,
     /// Starting a zygote failed: this pool pre-starts whole sandboxes instead.
     failed: bool,
 }
@@ -257,7 +257,7 @@ impl Scheduler {
             if let Some(pools) = finished {
                 // A fill thread may still hold a pool's zygote slot for a moment: take each
                 // zygote out, so it is killed and reaped here, before shutdown returns.
-                let zygotes: Vec<Arc<Zygote>> = pools
+                let zygotes: Vec<Arc<PoolZygote>> = pools
                     .values()
                     .filter_map(|p| {
                         let mut state = p.zygote.lock().unwrap_or_else(|e| e.into_inner());
@@ -309,7 +309,7 @@ impl Scheduler {
     }
 
     /// The running zygote of `req`'s pool, if it has one (never starts one).
-    fn live_zygote(&self, req: &RunRequest) -> Option<Arc<Zygote>> {
+    fn live_zygote(&self, req: &RunRequest) -> Option<Arc<PoolZygote>> {
         if self.inner.config.pool_size == 0 || !warm::warmable(req) || !warm::zygote_serves(req) {
             return None;
         }
@@ -335,7 +335,7 @@ impl Scheduler {
 fn execute(
     req: RunRequest,
     warm: Option<Warm>,
-    zygote: Option<Arc<Zygote>>,
+    zygote: Option<Arc<PoolZygote>>,
     mut on_output: OnOutput,
     killer_tx: tokio::sync::oneshot::Sender<Killer>,
 ) -> Result<RunResult, RuntimeError> {
@@ -431,7 +431,11 @@ fn refill(inner: &Arc<Inner>, key: &str) {
 /// The pool's zygote, started (or replaced, when it died or is past `max_age`) as needed.
 /// `None` when this pool cannot have one: it pre-starts whole sandboxes instead, which are as
 /// isolated and only slower to make.
-fn zygote_for(slot: &ZygoteSlot, template: &RunRequest, max_age: Duration) -> Option<Arc<Zygote>> {
+fn zygote_for(
+    slot: &ZygoteSlot,
+    template: &RunRequest,
+    max_age: Duration,
+) -> Option<Arc<PoolZygote>> {
     let mut state = slot.lock().unwrap_or_else(|p| p.into_inner());
     if state.failed {
         return None;

@@ -12,6 +12,7 @@ use std::time::Instant;
 use jail::{Command, File, Killer, Sandbox, Stream, Zygote, ZygoteChild};
 
 use crate::diagnose::Language;
+use crate::environment::Environment;
 use crate::error::RuntimeError;
 use crate::language::{self, Interpreter};
 use crate::request::RunRequest;
@@ -20,11 +21,13 @@ use crate::run::{policy_for, result_from};
 
 const PYTHON_AGENT: &str = include_str!("agents/agent.py");
 const PYTHON_ZYGOTE: &str = include_str!("agents/zygote.py");
+const PYTHON_PRELOAD: &str = include_str!("agents/preload.py");
 /// airlock's jail built as the shared object a zygote loads (see build.rs).
 const ZYGOTE_LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libairlock_zygote.so"));
 /// Standard modules a zygote imports for every run besides what the agent needs: common in
-/// generated code, cheap to hold. (Requests with packages are not served by zygotes: their
-/// import-time code would run in the zygote, which passes every run its descriptors.)
+/// generated code, cheap to hold. A request's packages are imported there only when it trusts
+/// them (`trust_packages`): their import-time code runs in the zygote, which passes every run
+/// its descriptors.
 const ZYGOTE_PRELOAD: &[&str] = &[
     "json",
     "re",
@@ -72,9 +75,8 @@ const SHELL_WARM_MAX: usize = 100 * 1024;
 
 /// Whether `req` can be served by a pre-started sandbox.
 pub(crate) fn warmable(req: &RunRequest) -> bool {
-    // Packages and the allowlist proxy are set up per run on the cold path only, for now.
-    let plain = req.packages.is_empty()
-        && crate::network::effective_mode(req) != crate::request::NetworkMode::Allowlist;
+    // The allowlist proxy is set up per run, on the cold path only.
+    let plain = crate::network::effective_mode(req) != crate::request::NetworkMode::Allowlist;
     plain && (req.language != Language::Shell || req.code.len() <= SHELL_WARM_MAX)
 }
 
@@ -83,45 +85,111 @@ pub(crate) struct Warm {
     host: Host,
     control: UnixStream,
     channel: Option<crate::channel::ResultChannel>,
+    /// The environment it has mounted, held (against a prune) for as long as it lives.
+    env: Option<Arc<Environment>>,
     pub(crate) born: Instant,
 }
 
 enum Host {
     Sandbox(Sandbox),
     /// Holds its zygote: the zygote's death would take the child with it.
-    Forked(ZygoteChild, Arc<Zygote>),
+    Forked(ZygoteChild, Arc<PoolZygote>),
 }
 
-/// Whether requests like `req` are served by a zygote's children (Python whose sandbox has
-/// nothing writable but its own tmpfs mounts, with cgroups). Other warmable requests get
-/// pre-started sandboxes.
+/// A pool's zygote and the environment it has mounted (and imported, when trusted).
+pub(crate) struct PoolZygote {
+    zygote: Zygote,
+    env: Option<Arc<Environment>>,
+}
+
+impl PoolZygote {
+    pub(crate) fn alive(&self) -> bool {
+        self.zygote.alive()
+    }
+
+    pub(crate) fn born(&self) -> Instant {
+        self.zygote.born()
+    }
+}
+
+/// Whether requests like `req` are served by a zygote's children (Python whose packages, if
+/// any, are trusted, and whose sandbox has nothing writable but its own tmpfs mounts, with
+/// cgroups). Other warmable requests get pre-started sandboxes.
 pub(crate) fn zygote_serves(req: &RunRequest) -> bool {
     req.language == Language::Python
+        && (req.packages.is_empty() || req.trust_packages)
         && req.workdir.is_none()
         && req.files.is_empty()
         && !req.weak_limits
         && req.mounts.iter().all(|m| !m.writable)
 }
 
-/// The interpreter and the policy of a pooled sandbox for requests like `template`: a run's,
-/// without the code file (the code arrives on the control channel).
-fn pool_policy(
-    template: &RunRequest,
-) -> Result<(&'static Interpreter, jail::Policy), RuntimeError> {
-    let interp = language::locate(template.language)?;
-    let (mut policy, _) = policy_for(template, interp);
-    let code_path = PathBuf::from(language::code_path(template.language));
-    policy.files.retain(|f| f.target != code_path);
-    Ok((interp, policy))
+/// What a pooled sandbox for requests like `template` is made of: a run's interpreter and
+/// policy, without the code file (the code arrives on the control channel), and the run's
+/// environment (installed now if it is not yet), mounted.
+struct PoolSetup {
+    interp: &'static Interpreter,
+    policy: jail::Policy,
+    env: Option<Arc<Environment>>,
 }
 
-/// Starts a zygote for requests like `template` (its code is ignored).
-pub(crate) fn start_zygote(template: &RunRequest) -> Result<Zygote, RuntimeError> {
-    let (interp, mut policy) = pool_policy(template)?;
-    let preload: Vec<String> = ZYGOTE_PRELOAD.iter().map(|m| format!("{m:?}")).collect();
+fn pool_setup(template: &RunRequest) -> Result<PoolSetup, RuntimeError> {
+    let interp = language::locate(template.language)?;
+    let env = crate::environment::ensure_for(template, interp, &mut |_| {})?.map(Arc::new);
+    let (mut policy, _) = policy_for(template, interp);
+    if let Some(e) = &env {
+        e.apply(&mut policy);
+    }
+    let code_path = PathBuf::from(language::code_path(template.language));
+    policy.files.retain(|f| f.target != code_path);
+    Ok(PoolSetup {
+        interp,
+        policy,
+        env,
+    })
+}
+
+/// Python source defining what `_airlock_preload` (preload.py) imports: `modules`, and the
+/// top-level modules of the distributions `template` names.
+fn preload_prelude(modules: &[&str], template: &RunRequest) -> String {
+    let quoted = |names: &mut dyn Iterator<Item = &str>| -> String {
+        names.map(|n| format!("{n:?}, ")).collect()
+    };
+    let dists = template
+        .packages
+        .iter()
+        .filter_map(|p| distribution_name(p));
+    format!(
+        "_AIRLOCK_PRELOAD = ({})\n_AIRLOCK_PRELOAD_DISTS = ({})\n{PYTHON_PRELOAD}\n",
+        quoted(&mut modules.iter().copied()),
+        quoted(&mut dists.into_iter())
+    )
+}
+
+/// The distribution a pip requirement names (`pandas` of `pandas[excel]>=2`), when it starts
+/// with one; only names (letters, digits, `.`, `_`, `-`) ever reach the preload's source.
+fn distribution_name(spec: &str) -> Option<&str> {
+    let spec = spec.trim_start();
+    let end = spec
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .unwrap_or(spec.len());
+    let name = &spec[..end];
+    name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        .then_some(name)
+}
+
+/// Starts a zygote for requests like `template` (its code is ignored). It imports the
+/// template's packages only when the template trusts them (`zygote_serves`).
+pub(crate) fn start_zygote(template: &RunRequest) -> Result<PoolZygote, RuntimeError> {
+    debug_assert!(zygote_serves(template));
+    let PoolSetup {
+        interp,
+        mut policy,
+        env,
+    } = pool_setup(template)?;
     let script = format!(
-        "_AIRLOCK_PRELOAD = ({},)\n{PYTHON_ZYGOTE}\n{PYTHON_AGENT}",
-        preload.join(", ")
+        "{}{PYTHON_ZYGOTE}\n{PYTHON_AGENT}",
+        preload_prelude(ZYGOTE_PRELOAD, template)
     );
     policy.files.push(agent_file("/airlock/zygote.py", &script));
     policy.files.push(File {
@@ -133,18 +201,24 @@ pub(crate) fn start_zygote(template: &RunRequest) -> Result<Zygote, RuntimeError
         crate::channel::announce(&mut policy, 4);
     }
     let command = Command::new(&interp.executable).arg("/airlock/zygote.py");
-    Ok(Zygote::start(&policy, command, ZYGOTE_READY_TIMEOUT)?)
+    Ok(PoolZygote {
+        zygote: Zygote::start(&policy, command, ZYGOTE_READY_TIMEOUT)?,
+        env,
+    })
 }
 
 impl Warm {
     /// Forks a child of `zygote` for requests like `template` (which the zygote was started
     /// for).
-    pub(crate) fn fork(zygote: &Arc<Zygote>, template: &RunRequest) -> Result<Warm, RuntimeError> {
+    pub(crate) fn fork(
+        zygote: &Arc<PoolZygote>,
+        template: &RunRequest,
+    ) -> Result<Warm, RuntimeError> {
         let (writer, channel) = match template.result_channel {
             true => crate::channel::pipe().map(|(w, ch)| (Some(w), Some(ch)))?,
             false => (None, None),
         };
-        let mut child = zygote.fork(writer)?;
+        let mut child = zygote.zygote.fork(writer)?;
         let control = child.take_control().ok_or_else(|| {
             RuntimeError::Sandbox(jail::JailError::Host {
                 what: "forking a zygote child".into(),
@@ -156,13 +230,18 @@ impl Warm {
             host: Host::Forked(child, Arc::clone(zygote)),
             control: UnixStream::from(control),
             channel,
+            env: zygote.env.clone(),
         })
     }
 
     /// Builds a sandbox for requests like `template` (its code is ignored) and starts the
     /// language's agent in it.
     pub(crate) fn start(template: &RunRequest) -> Result<Warm, RuntimeError> {
-        let (interp, mut policy) = pool_policy(template)?;
+        let PoolSetup {
+            interp,
+            mut policy,
+            env,
+        } = pool_setup(template)?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| {
             RuntimeError::Sandbox(jail::JailError::Host {
                 what: "creating a control channel".into(),
@@ -171,9 +250,16 @@ impl Warm {
         })?;
         let command = match template.language {
             Language::Python => {
-                policy
-                    .files
-                    .push(agent_file("/airlock/agent.py", PYTHON_AGENT));
+                // This sandbox serves one run: importing its packages here is the run's own
+                // business, done before the run asks.
+                let agent = match template.packages.is_empty() {
+                    true => PYTHON_AGENT.to_string(),
+                    false => format!(
+                        "{}_airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS)\n{PYTHON_AGENT}",
+                        preload_prelude(&[], template)
+                    ),
+                };
+                policy.files.push(agent_file("/airlock/agent.py", &agent));
                 Command::new(&interp.executable).arg("/airlock/agent.py")
             }
             Language::JavaScript => {
@@ -210,6 +296,7 @@ impl Warm {
             host: Host::Sandbox(sandbox),
             control: ours,
             channel,
+            env,
             born: Instant::now(),
         })
     }
@@ -271,6 +358,9 @@ impl Warm {
                 Ok(bytes) => result.result = Some(bytes),
                 Err(e) => return Ok(sandbox_failure(e.to_string())),
             }
+        }
+        if let Some(env) = &self.env {
+            env.annotate_pooled(&mut result);
         }
         Ok(result)
     }

@@ -575,3 +575,141 @@ fn python_pools_fork_from_a_zygote_into_full_isolation() {
         }
     });
 }
+
+/// A wheelhouse holding one pure-Python wheel (`name` 1.0, whose `__init__.py` is `init`) and
+/// a store of its own; removed on drop.
+struct Wheelhouse {
+    dir: std::path::PathBuf,
+}
+
+impl Wheelhouse {
+    fn new(tag: &str, name: &str, init: &str) -> Wheelhouse {
+        let dir = std::env::temp_dir().join(format!("airlock-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("links")).unwrap();
+        let writer = r#"
+import base64, hashlib, sys, zipfile
+directory, name, init = sys.argv[1:]
+dist = f"{name}-1.0.dist-info"
+files = {f"{name}/__init__.py": init,
+         f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: airlock-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+record = []
+for path, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append(f"{path},sha256={digest},{len(text.encode())}")
+files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
+with zipfile.ZipFile(f"{directory}/{name}-1.0-py3-none-any.whl", "w") as z:
+    for path, text in files.items():
+        z.writestr(path, text)
+"#;
+        let made = std::process::Command::new("python3")
+            .args(["-c", writer])
+            .arg(dir.join("links"))
+            .args([name, init])
+            .status()
+            .unwrap();
+        assert!(made.success(), "writing the test wheel");
+        Wheelhouse { dir }
+    }
+
+    /// A request for `code` with the wheel's package, installed from this wheelhouse alone.
+    fn request(&self, name: &str, code: &str, trusted: bool) -> RunRequest {
+        RunRequest {
+            packages: vec![format!("{name}==1.0")],
+            trust_packages: trusted,
+            package_config: airlock_runtime::PackageConfig {
+                home: Some(self.dir.join("store")),
+                find_links: vec![self.dir.join("links")],
+                no_index: true,
+                ..Default::default()
+            },
+            ..req(Language::Python, code)
+        }
+    }
+}
+
+impl Drop for Wheelhouse {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Its import counts itself in /dev/shm and says so on stdout: neither may reach a run that
+/// did not import it itself, and no run may see what another did to it.
+const COUNTED: &str = r#"
+print("import-time output")
+with open("/dev/shm/imports", "a") as f:
+    f.write("x")
+IMPORTS = len(open("/dev/shm/imports").read())
+MARK = None
+"#;
+
+const PLANT_IN_PACKAGE: &str = r#"
+import airlock_counted, sys
+airlock_counted.MARK = "planted"
+open("/dev/shm/imports", "a").write("yyyy")
+print("A", airlock_counted.IMPORTS)
+"#;
+
+const PROBE_PACKAGE: &str = r#"
+import os, sys
+m = sys.modules.get("airlock_counted")
+shm = len(open("/dev/shm/imports").read()) if os.path.exists("/dev/shm/imports") else -1
+print("B", m is not None, getattr(m, "IMPORTS", None), getattr(m, "MARK", None), shm, "ctypes" in sys.modules)
+"#;
+
+#[test]
+fn pooled_runs_with_packages_come_imported_and_start_fresh() {
+    let house = Wheelhouse::new("counted", "airlock_counted", COUNTED);
+    rt().block_on(async {
+        // Untrusted (the default): a use-once sandbox imports them for its one run. Trusted:
+        // a zygote imports them once (its /dev/shm is not the runs'), and forks each run.
+        for (trusted, want) in [
+            (false, "B True 1 None 1 False"),
+            (true, "B True 1 None -1 True"),
+        ] {
+            let s = sched(2);
+            let plant = house.request("airlock_counted", PLANT_IN_PACKAGE, trusted);
+            let probe = house.request("airlock_counted", PROBE_PACKAGE, trusted);
+            let ready = s.prewarm(&plant, 2, Duration::from_secs(60)).await;
+            assert_eq!(ready, 2, "trusted={trusted}");
+            let a = run(&s, plant).await;
+            let b = run(&s, probe).await;
+            for r in [&a, &b] {
+                assert_eq!(r.status, Status::Ok, "trusted={trusted}: {}", r.stderr);
+                assert_eq!(r.pool, "warm", "trusted={trusted}");
+                assert_eq!(r.environment_cached, Some(true));
+                assert!(!r.stdout.contains("import-time"), "{}", r.stdout);
+            }
+            assert_eq!(a.stdout.trim(), "A 1", "trusted={trusted}");
+            assert_eq!(b.stdout.trim(), want, "trusted={trusted}");
+            s.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn a_trusted_package_whose_import_starts_a_thread_is_never_forked_from() {
+    let house = Wheelhouse::new(
+        "threaded",
+        "airlock_threaded",
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n",
+    );
+    rt().block_on(async {
+        let s = sched(1);
+        let code = "import sys, threading\nprint(\"airlock_threaded\" in sys.modules, \"ctypes\" in sys.modules, threading.active_count())";
+        let r = house.request("airlock_threaded", code, true);
+        warmed(&s, &r).await;
+        let out = run(&s, r).await;
+        assert_eq!(out.status, Status::Ok, "{}", out.stderr);
+        // The zygote refused to fork with a second thread: a pre-started sandbox served it,
+        // with its own import (and its own thread).
+        assert_eq!(out.pool, "warm");
+        assert_eq!(out.stdout.trim(), "True False 2", "{}", out.stdout);
+        assert!(
+            our_children_running(&our_descendants(), "/airlock/zygote.py").is_empty(),
+            "no zygote left running"
+        );
+    });
+}

@@ -17,6 +17,7 @@ class Request:
         allowed_domains: Optional[Sequence[str]] = None,
         env: Optional[Mapping[str, str]] = None,
         packages: Optional[Sequence[str]] = None,
+        trust_packages: bool = False,
         mounts: Optional[Sequence[Tuple[str, str, bool]]] = None,
         result_channel: bool = False,
         pids: Optional[int] = None,

@@ -225,6 +225,7 @@ class _Spec:
         fn: Callable[..., Any],
         *,
         dependencies: Optional[Sequence[str]],
+        trust_dependencies: bool,
         timeout: float,
         memory_mb: int,
         network: str,
@@ -246,6 +247,7 @@ class _Spec:
             allowed_domains=allowed_domains,
             env=env,
             packages=dependencies,
+            trust_packages=trust_dependencies,
             mounts=_MOUNTS,
             result_channel=True,
         )
@@ -410,7 +412,7 @@ class _Spec:
     def prewarm(self, count: int = 1, timeout: float = 30) -> int:
         """Pre-starts up to ``count`` sandboxes for this function (at most the pool size) and
         waits up to ``timeout`` seconds for them; returns how many are ready. Functions with
-        ``dependencies`` or ``allowed_domains`` are not pooled yet (returns 0)."""
+        ``allowed_domains`` are not pooled (returns 0)."""
         return _airlock.default_engine().prewarm(self.request, count, timeout)
 
 
@@ -466,6 +468,7 @@ def sandbox(
     func: None = None,
     *,
     dependencies: Optional[Sequence[str]] = None,
+    trust_dependencies: bool = False,
     timeout: float = 30,
     memory_mb: int = 512,
     network: str = "none",
@@ -478,6 +481,7 @@ def sandbox(
     func: Optional[F] = None,
     *,
     dependencies: Optional[Sequence[str]] = None,
+    trust_dependencies: bool = False,
     timeout: float = 30,
     memory_mb: int = 512,
     network: str = "none",
@@ -500,7 +504,12 @@ def sandbox(
     your own modules (they travel by value). ``functools.wraps`` metadata is kept.
 
     Args:
-        dependencies: pip requirement specifiers installed (once, cached) for the sandbox.
+        dependencies: pip requirement specifiers installed (once, cached) for the sandbox. A
+            warm call finds them already imported, by a sandbox that serves only that call.
+        trust_dependencies: explicit opt-in: the dependencies are trusted, so they are
+            imported once in a zygote that forks every call (hundreds a second instead of a
+            few). Their import-time code then runs in a process every such call passes
+            through, and could carry data between calls.
         timeout: seconds before the call is killed (:class:`SandboxTimeoutError`).
         memory_mb: memory limit in MiB; past it the function sees ``MemoryError`` or the call
             raises :class:`SandboxMemoryError`.
@@ -523,6 +532,7 @@ def sandbox(
         spec = _Spec(
             fn,
             dependencies=dependencies,
+            trust_dependencies=trust_dependencies,
             timeout=timeout,
             memory_mb=memory_mb,
             network=network,

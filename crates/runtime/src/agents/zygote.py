@@ -5,7 +5,10 @@
 # own /tmp, /workspace, /dev/shm and /proc, applies Landlock, drops every capability and
 # installs the run's seccomp filter. Only then does it return here, in the run's process alone,
 # which falls through to the agent below (appended to this file) and waits for its code.
-# _AIRLOCK_PRELOAD, the modules to import, is defined above this text by the runtime.
+# _AIRLOCK_PRELOAD and _AIRLOCK_PRELOAD_DISTS, the modules and the distributions whose modules
+# to import, and _airlock_preload (preload.py) are defined above this text by the runtime. The
+# distributions are only ever the trusted packages of a request that said so
+# (`trust_packages`): their import-time code runs here, in the process every run passes through.
 import atexit as _atexit
 import ctypes as _ctypes
 import gc as _gc
@@ -16,15 +19,27 @@ import traceback as _traceback
 import types as _types
 
 
+_ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
 def _airlock_zygote():
     lib = _ctypes.PyDLL("/airlock/zygote.so")
     if lib.airlock_zygote_init(3) != 0:
         _os._exit(121)
-    for name in _AIRLOCK_PRELOAD:
-        try:
-            __import__(name)
-        except Exception:
-            pass  # the run imports it again and reports its own error
+    # Native thread pools that start when their library loads (OpenBLAS under numpy, OpenMP)
+    # would not survive the fork: they are held to the one thread that does, unless the
+    # caller set their size. The variables are the zygote's only, not the runs'.
+    ours = [v for v in _ONE_THREAD if v not in _os.environ]
+    for v in ours:
+        _os.environ[v] = "1"
+    _airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS)
+    for v in ours:
+        del _os.environ[v]
+    # Only the forking thread survives a fork: a thread some import started could hold a
+    # lock every child would then wait on forever.
+    if len(_os.listdir("/proc/self/task")) != 1:
+        _os.write(2, b"an import started a thread: this environment cannot be forked from\n")
+        _os._exit(124)
     # What is imported now is shared with every child; a collection in a child would touch
     # (and so copy) all of it.
     _gc.collect()

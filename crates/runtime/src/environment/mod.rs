@@ -295,6 +295,14 @@ impl Environment {
         result.environment_cached = Some(self.cached);
         result.timing.install_ms = ms(self.elapsed);
     }
+
+    /// Records the environment in the result of a run served by a pooled sandbox, which found
+    /// (or built) it before the run came: the run itself waited for no install.
+    pub(crate) fn annotate_pooled(&self, result: &mut RunResult) {
+        result.environment = Some(self.key.clone());
+        result.environment_cached = Some(true);
+        result.timing.install_ms = 0.0;
+    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -1,0 +1,64 @@
+# Imports a pooled sandbox's modules before its run arrives: the standard modules a zygote
+# holds for every run, and the top-level modules of the distributions the run asked for, as
+# their installed records name them. Read inside the sandbox, so nothing of an environment's
+# files is parsed on the host. A module that fails to import is skipped: the run imports it
+# again and reports its own error. What the imports print is not the run's output.
+
+
+def _airlock_top_level(metadata, dist):
+    try:
+        d = metadata.distribution(dist)
+        text = d.read_text("top_level.txt")
+        files = d.files or ()
+    except Exception:
+        return []
+    names = text.split() if text else []
+    if not names:
+        for f in files:
+            parts = f.parts
+            if len(parts) == 1 and parts[0].endswith(".py"):
+                names.append(parts[0][:-3])
+            elif len(parts) == 2 and parts[1] == "__init__.py":
+                names.append(parts[0])
+    wanted = []
+    for name in names:
+        ok = name.isidentifier() and not name.startswith("_") and name not in ("test", "tests")
+        if ok and name not in wanted:
+            wanted.append(name)
+    return wanted[:32]
+
+
+def _airlock_preload(modules, dists):
+    import os
+    import sys
+
+    names = list(modules)
+    if dists:
+        try:
+            from importlib import metadata
+        except Exception:
+            metadata = None
+        for dist in dists if metadata is not None else ():
+            names.extend(_airlock_top_level(metadata, dist))
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = (os.dup(1), os.dup(2))
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    try:
+        for name in names:
+            try:
+                __import__(name)
+            except BaseException:
+                pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
