@@ -15,6 +15,7 @@
 
 use std::os::fd::RawFd;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::spec::Spec;
 use super::{FORK_REQUEST, zstage};
@@ -57,6 +58,18 @@ impl Pending {
     }
 }
 
+/// A forked child (it exits once it has told) that has not yet said which process is its
+/// run's.
+struct Handoff {
+    /// Read end of the pipe it tells on.
+    pipe: RawFd,
+    status: RawFd,
+}
+
+/// How long the wait status of a process nobody has named yet is kept: its handoff is read
+/// within milliseconds, and a pid is not reused that soon.
+const UNNAMED_KEEP: Duration = Duration::from_secs(2);
+
 /// A run's process the zygote waits for.
 struct Running {
     pid: libc::pid_t,
@@ -76,6 +89,12 @@ struct State {
     landlock: Option<LandlockRules>,
     seccomp: &'static SeccompProgram,
     pending: Option<Pending>,
+    /// Forked children not yet reaped (their exits are no run's).
+    forked: Vec<libc::pid_t>,
+    handoffs: Vec<Handoff>,
+    /// Processes reaped before the handoff naming them was read (a run's process that died
+    /// at once): pid, wait status, when.
+    unnamed: Vec<(libc::pid_t, i32, Instant)>,
     running: Vec<Running>,
 }
 
@@ -146,6 +165,9 @@ fn prepare(control: RawFd) -> Result<State, i32> {
         landlock,
         seccomp,
         pending: None,
+        forked: Vec::new(),
+        handoffs: Vec::new(),
+        unnamed: Vec::new(),
         running: Vec::new(),
     })
 }
@@ -163,6 +185,7 @@ pub(crate) fn next() -> i32 {
     }
     loop {
         let mut polls: Vec<libc::pollfd> = std::iter::once(state.control)
+            .chain(state.handoffs.iter().map(|h| h.pipe))
             .chain(state.running.iter().map(|r| r.pidfd))
             .map(|fd| libc::pollfd {
                 fd,
@@ -173,23 +196,42 @@ pub(crate) fn next() -> i32 {
         if let Err(e) = sys::poll(&mut polls, -1) {
             return -e;
         }
+        // Handoffs before reaping: a run's process is tracked before its exit is looked for.
+        let told = &polls[1..=state.handoffs.len()];
+        for i in (0..told.len()).rev() {
+            if told[i].revents != 0 {
+                let h = state.handoffs.swap_remove(i);
+                settle(state, h);
+            }
+        }
         // Every exited child is reaped here, tracked or not: a run's process whose forking
         // child died before handing it over (killed with the run's cgroup, say) is ours too,
         // as the zygote is its pid namespace's init.
+        let now = Instant::now();
+        state
+            .unnamed
+            .retain(|u| now.duration_since(u.2) < UNNAMED_KEEP);
         while let Some((pid, wstatus)) = sys::reap_any() {
-            let Some(i) = state.running.iter().position(|r| r.pid == pid) else {
-                continue;
-            };
-            let run = state.running.swap_remove(i);
-            let _ = sys::write_all(run.status, &report::encode(report::STATUS, wstatus, 0));
-            sys::close(run.pidfd);
-            sys::close(run.status);
-            run.namespaces.into_iter().for_each(sys::close);
+            if let Some(i) = state.forked.iter().position(|&c| c == pid) {
+                state.forked.swap_remove(i);
+            } else if let Some(i) = state.running.iter().position(|r| r.pid == pid) {
+                report_end(state.running.swap_remove(i), wstatus);
+            } else {
+                state.unnamed.push((pid, wstatus, now));
+            }
         }
         if polls[0].revents != 0 {
             return receive(state);
         }
     }
+}
+
+/// Writes a run's wait status for the supervisor and lets go of it.
+fn report_end(run: Running, wstatus: i32) {
+    let _ = sys::write_all(run.status, &report::encode(report::STATUS, wstatus, 0));
+    sys::close(run.pidfd);
+    sys::close(run.status);
+    run.namespaces.into_iter().for_each(sys::close);
 }
 
 /// Receives one fork request (the control socket is readable).
@@ -235,9 +277,9 @@ fn receive(state: &mut State) -> i32 {
     1
 }
 
-/// In the zygote, after forking `child` for the pending run: learns the run's pid from it,
-/// reaps it, and from then on waits for the run (in [`next`]). Its copies of the run's other
-/// descriptors are closed.
+/// In the zygote, after forking `child` for the pending run: closes its copies of the run's
+/// descriptors and, without waiting, expects the child to name the run's process (in
+/// [`next`], which then waits for the run).
 pub(crate) fn adopt(child: libc::pid_t) {
     let mut guard = state();
     let Some(state) = guard.as_mut() else { return };
@@ -246,22 +288,35 @@ pub(crate) fn adopt(child: libc::pid_t) {
     };
     p.run_fds().for_each(sys::close);
     sys::close(p.handoff.1);
+    state.forked.push(child);
+    state.handoffs.push(Handoff {
+        pipe: p.handoff.0,
+        status: p.status,
+    });
+}
+
+/// A handoff's pipe is readable: the run's pid, or end of file if its child failed before
+/// forking the run's process (it reported why on the status pipe itself).
+fn settle(state: &mut State, h: Handoff) {
     let mut pid = [0u8; 4];
-    let told = matches!(sys::read_full(p.handoff.0, &mut pid), Ok(4));
-    sys::close(p.handoff.0);
-    // It exits right after telling; from then on the run's process is our child.
-    let _ = sys::wait4(child, false);
+    let told = matches!(sys::read_full(h.pipe, &mut pid), Ok(4));
+    sys::close(h.pipe);
     if !told {
-        // It failed before forking and reported why on the status pipe itself.
-        sys::close(p.status);
+        sys::close(h.status);
         return;
     }
     let pid = i32::from_ne_bytes(pid);
+    if let Some(i) = state.unnamed.iter().position(|u| u.0 == pid) {
+        let (_, wstatus, _) = state.unnamed.swap_remove(i);
+        let _ = sys::write_all(h.status, &report::encode(report::STATUS, wstatus, 0));
+        sys::close(h.status);
+        return;
+    }
     match sys::pidfd_open(pid) {
         Ok(pidfd) => state.running.push(Running {
             pid,
             pidfd,
-            status: p.status,
+            status: h.status,
             namespaces: ["mnt", "net"]
                 .iter()
                 .filter_map(|ns| {
@@ -274,8 +329,8 @@ pub(crate) fn adopt(child: libc::pid_t) {
             // Unwatched, it must not run: kill it (`next` reaps it) and say why.
             let _ = sys::kill(pid, libc::SIGKILL);
             let frame = report::encode(report::ERROR, zstage::REAP as i32, e);
-            let _ = sys::write_all(p.status, &frame);
-            sys::close(p.status);
+            let _ = sys::write_all(h.status, &frame);
+            sys::close(h.status);
         }
     }
 }
@@ -305,6 +360,10 @@ pub(crate) fn enter() -> i32 {
         sys::close(r.pidfd);
         sys::close(r.status);
         r.namespaces.iter().copied().for_each(sys::close);
+    }
+    for h in &state.handoffs {
+        sys::close(h.pipe);
+        sys::close(h.status);
     }
     sys::close(p.handoff.0);
     for &fd in &p.procs {
