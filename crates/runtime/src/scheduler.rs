@@ -53,6 +53,8 @@ struct Pool {
     filling: usize,
     template: Option<RunRequest>,
     last_used: Option<Instant>,
+    /// When building one of its sandboxes last failed: no refill for `FILL_BACKOFF` after.
+    failed_at: Option<Instant>,
     /// The zygote this pool's sandboxes are forked from (Python); shared with the threads
     /// filling the pool, which start it when there is none.
     zygote: ZygoteSlot,
@@ -66,6 +68,10 @@ struct ZygoteState {
 }
 
 type ZygoteSlot = Arc<Mutex<ZygoteState>>;
+
+/// How long a pool whose sandbox could not be built is not refilled (an install that fails,
+/// an import that crashes): runs go cold meanwhile and report their own errors.
+const FILL_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A zygote is replaced after this many times the sandboxes' `max_age`.
 const ZYGOTE_AGE_FACTOR: u32 = 10;
@@ -383,7 +389,9 @@ fn refill(inner: &Arc<Inner>, key: &str) {
         let Some(t) = pool.template.clone() else {
             return;
         };
-        if pool.ready.len() + pool.filling >= inner.config.pool_size {
+        if pool.ready.len() + pool.filling >= inner.config.pool_size
+            || pool.failed_at.is_some_and(|t| t.elapsed() < FILL_BACKOFF)
+        {
             return;
         }
         pool.filling += 1;
@@ -411,13 +419,18 @@ fn refill(inner: &Arc<Inner>, key: &str) {
             pool.filling -= 1;
             match made {
                 Ok(w) => {
+                    pool.failed_at = None;
                     inner.started_warm.fetch_add(1, Ordering::Relaxed);
                     pool.ready.push_back(w);
                     drop(pools);
                     refill(&inner, &key);
                 }
-                // Not retried in a loop: the next checkout tries again.
-                Err(e) => tracing::warn!("pre-starting a sandbox failed: {e}"),
+                Err(e) => {
+                    pool.failed_at = Some(Instant::now());
+                    tracing::warn!(
+                        "pre-starting a sandbox failed; not again for {FILL_BACKOFF:?}: {e}"
+                    )
+                }
             }
         });
     if spawned.is_err() {

@@ -181,7 +181,12 @@ fn distribution_name(spec: &str) -> Option<&str> {
 /// Starts a zygote for requests like `template` (its code is ignored). It imports the
 /// template's packages only when the template trusts them (`zygote_serves`).
 pub(crate) fn start_zygote(template: &RunRequest) -> Result<PoolZygote, RuntimeError> {
-    debug_assert!(zygote_serves(template));
+    if !zygote_serves(template) {
+        return Err(RuntimeError::invalid(
+            "trust_packages",
+            "a zygote imports a run's packages only when the run trusts them",
+        ));
+    }
     let PoolSetup {
         interp,
         mut policy,

@@ -690,26 +690,33 @@ fn pooled_runs_with_packages_come_imported_and_start_fresh() {
 }
 
 #[test]
-fn a_trusted_package_whose_import_starts_a_thread_is_never_forked_from() {
-    let house = Wheelhouse::new(
-        "threaded",
-        "airlock_threaded",
-        "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n",
-    );
-    rt().block_on(async {
-        let s = sched(1);
-        let code = "import sys, threading\nprint(\"airlock_threaded\" in sys.modules, \"ctypes\" in sys.modules, threading.active_count())";
-        let r = house.request("airlock_threaded", code, true);
-        warmed(&s, &r).await;
-        let out = run(&s, r).await;
-        assert_eq!(out.status, Status::Ok, "{}", out.stderr);
-        // The zygote refused to fork with a second thread: a pre-started sandbox served it,
-        // with its own import (and its own thread).
-        assert_eq!(out.pool, "warm");
-        assert_eq!(out.stdout.trim(), "True False 2", "{}", out.stdout);
-        assert!(
-            our_children_running(&our_descendants(), "/airlock/zygote.py").is_empty(),
-            "no zygote left running"
-        );
-    });
+fn a_trusted_package_that_leaves_a_thread_or_shared_memory_is_never_forked_from() {
+    for (name, init) in [
+        (
+            "airlock_threaded",
+            "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n",
+        ),
+        (
+            "airlock_shared",
+            "import mmap\nSHARED = mmap.mmap(-1, 4096)\n",
+        ),
+    ] {
+        let house = Wheelhouse::new(name, name, init);
+        rt().block_on(async {
+            let s = sched(1);
+            let code =
+                format!("import sys\nprint({name:?} in sys.modules, \"ctypes\" in sys.modules)");
+            let r = house.request(name, &code, true);
+            warmed(&s, &r).await;
+            let out = run(&s, r).await;
+            assert_eq!(out.status, Status::Ok, "{}", out.stderr);
+            // The zygote refused to serve: a pre-started sandbox did, with its own import.
+            assert_eq!(out.pool, "warm");
+            assert_eq!(out.stdout.trim(), "True False", "{name}: {}", out.stdout);
+            assert!(
+                our_children_running(&our_descendants(), "/airlock/zygote.py").is_empty(),
+                "{name}: no zygote left running"
+            );
+        });
+    }
 }

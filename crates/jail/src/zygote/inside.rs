@@ -15,7 +15,6 @@
 
 use std::os::fd::RawFd;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use super::spec::Spec;
 use super::{FORK_REQUEST, zstage};
@@ -66,10 +65,6 @@ struct Handoff {
     status: RawFd,
 }
 
-/// How long the wait status of a process nobody has named yet is kept: its handoff is read
-/// within milliseconds, and a pid is not reused that soon.
-const UNNAMED_KEEP: Duration = Duration::from_secs(2);
-
 /// A run's process the zygote waits for.
 struct Running {
     pid: libc::pid_t,
@@ -92,9 +87,6 @@ struct State {
     /// Forked children not yet reaped (their exits are no run's).
     forked: Vec<libc::pid_t>,
     handoffs: Vec<Handoff>,
-    /// Processes reaped before the handoff naming them was read (a run's process that died
-    /// at once): pid, wait status, when.
-    unnamed: Vec<(libc::pid_t, i32, Instant)>,
     running: Vec<Running>,
 }
 
@@ -167,7 +159,6 @@ fn prepare(control: RawFd) -> Result<State, i32> {
         pending: None,
         forked: Vec::new(),
         handoffs: Vec::new(),
-        unnamed: Vec::new(),
         running: Vec::new(),
     })
 }
@@ -204,24 +195,35 @@ pub(crate) fn next() -> i32 {
                 settle(state, h);
             }
         }
-        // Every exited child is reaped here, tracked or not: a run's process whose forking
-        // child died before handing it over (killed with the run's cgroup, say) is ours too,
-        // as the zygote is its pid namespace's init.
-        let now = Instant::now();
-        state
-            .unnamed
-            .retain(|u| now.duration_since(u.2) < UNNAMED_KEEP);
-        while let Some((pid, wstatus)) = sys::reap_any() {
-            if let Some(i) = state.forked.iter().position(|&c| c == pid) {
-                state.forked.swap_remove(i);
-            } else if let Some(i) = state.running.iter().position(|r| r.pid == pid) {
-                report_end(state.running.swap_remove(i), wstatus);
-            } else {
-                state.unnamed.push((pid, wstatus, now));
-            }
-        }
+        reap(state);
         if polls[0].revents != 0 {
             return receive(state);
+        }
+    }
+}
+
+/// Reaps what has exited. Known processes by their pids; any other child of the zygote's (a
+/// run's process whose forking child died before naming it, killed with the run's cgroup,
+/// say: the zygote is its pid namespace's init) only while no handoff is pending, because an
+/// unreaped process keeps its pid, and a pending handoff may name it: its pidfd must then be
+/// that process's, never a later one's with the same pid.
+fn reap(state: &mut State) {
+    let exited = |pid| matches!(sys::wait4(pid, true), Ok(Some(_)));
+    state.forked.retain(|&c| !exited(c));
+    let mut i = 0;
+    while i < state.running.len() {
+        match sys::wait4(state.running[i].pid, true) {
+            Ok(Some((wstatus, _))) => report_end(state.running.swap_remove(i), wstatus),
+            // Not exited, or not yet ours (still its forking child's).
+            _ => i += 1,
+        }
+    }
+    if state.handoffs.is_empty() {
+        while let Some((pid, wstatus)) = sys::reap_any() {
+            if let Some(i) = state.running.iter().position(|r| r.pid == pid) {
+                report_end(state.running.swap_remove(i), wstatus);
+            }
+            state.forked.retain(|&c| c != pid);
         }
     }
 }
@@ -306,12 +308,7 @@ fn settle(state: &mut State, h: Handoff) {
         return;
     }
     let pid = i32::from_ne_bytes(pid);
-    if let Some(i) = state.unnamed.iter().position(|u| u.0 == pid) {
-        let (_, wstatus, _) = state.unnamed.swap_remove(i);
-        let _ = sys::write_all(h.status, &report::encode(report::STATUS, wstatus, 0));
-        sys::close(h.status);
-        return;
-    }
+    // Not reaped yet (see `reap`): the pid is still this run's process, alive or not.
     match sys::pidfd_open(pid) {
         Ok(pidfd) => state.running.push(Running {
             pid,

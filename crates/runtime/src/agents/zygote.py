@@ -22,6 +22,14 @@ import types as _types
 _ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
+def _airlock_children():
+    try:
+        with open("/proc/self/task/%d/children" % _os.getpid()) as f:
+            return f.read().strip()
+    except OSError:
+        return ""  # a kernel without the file: the pid namespace holds what it started anyway
+
+
 def _airlock_zygote():
     lib = _ctypes.PyDLL("/airlock/zygote.so")
     if lib.airlock_zygote_init(3) != 0:
@@ -37,8 +45,19 @@ def _airlock_zygote():
         del _os.environ[v]
     # Only the forking thread survives a fork: a thread some import started could hold a
     # lock every child would then wait on forever.
+    # Nor may an import leave what every child would share with every other: writable shared
+    # memory (a module-level multiprocessing lock, an anonymous shared mmap) or a process.
+    refusal = None
     if len(_os.listdir("/proc/self/task")) != 1:
-        _os.write(2, b"an import started a thread: this environment cannot be forked from\n")
+        refusal = b"an import started a thread"
+    elif _airlock_children():
+        refusal = b"an import started a process"
+    else:
+        with open("/proc/self/maps") as maps:
+            if any("w" in l.split()[1] and "s" in l.split()[1] for l in maps):
+                refusal = b"an import mapped writable shared memory"
+    if refusal is not None:
+        _os.write(2, refusal + b": this environment cannot be forked from\n")
         _os._exit(124)
     # What is imported now is shared with every child; a collection in a child would touch
     # (and so copy) all of it.
