@@ -404,12 +404,14 @@ fn refill(inner: &Arc<Inner>, key: &str) {
         .name("airlock-pool-fill".into())
         .spawn(move || {
             let key = owned_key;
-            let made = match warm::zygote_serves(&template) {
+            // A fork that failed (its zygote died, say) is not held against the pool: the next
+            // fill starts a new zygote. A sandbox that could not be built would fail again.
+            let (made, forked) = match warm::zygote_serves(&template) {
                 true => match zygote_for(&slot, &template, zygote_age) {
-                    Some(z) => Warm::fork(&z, &template),
-                    None => Warm::start(&template),
+                    Some(z) => (Warm::fork(&z, &template), true),
+                    None => (Warm::start(&template), false),
                 },
-                false => Warm::start(&template),
+                false => (Warm::start(&template), false),
             };
             let Some(inner) = weak.upgrade() else { return };
             let mut pools = inner.pools.lock().unwrap_or_else(|p| p.into_inner());
@@ -425,6 +427,7 @@ fn refill(inner: &Arc<Inner>, key: &str) {
                     drop(pools);
                     refill(&inner, &key);
                 }
+                Err(e) if forked => tracing::warn!("forking a zygote child failed: {e}"),
                 Err(e) => {
                     pool.failed_at = Some(Instant::now());
                     tracing::warn!(
