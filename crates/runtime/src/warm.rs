@@ -152,18 +152,20 @@ fn pool_setup(template: &RunRequest) -> Result<PoolSetup, RuntimeError> {
 /// Python source defining what `_airlock_preload` (preload.py) imports: `modules`, and the
 /// top-level modules of the distributions `template` names.
 fn preload_prelude(modules: &[&str], template: &RunRequest) -> String {
-    let quoted = |names: &mut dyn Iterator<Item = &str>| -> String {
-        names.map(|n| format!("{n:?}, ")).collect()
-    };
     let dists = template
         .packages
         .iter()
         .filter_map(|p| distribution_name(p));
     format!(
         "_AIRLOCK_PRELOAD = ({})\n_AIRLOCK_PRELOAD_DISTS = ({})\n{PYTHON_PRELOAD}\n",
-        quoted(&mut modules.iter().copied()),
-        quoted(&mut dists.into_iter())
+        python_tuple(modules.iter().copied()),
+        python_tuple(dists)
     )
+}
+
+/// The items of a Python tuple of `names` (each a plain name: letters, digits, `.`, `_`, `-`).
+fn python_tuple<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.map(|n| format!("{n:?}, ")).collect()
 }
 
 /// The distribution a pip requirement names (`pandas` of `pandas[excel]>=2`), when it starts

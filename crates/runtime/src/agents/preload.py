@@ -8,11 +8,11 @@
 def _airlock_top_level(metadata, dist):
     try:
         d = metadata.distribution(dist)
-        text = d.read_text("top_level.txt")
-        files = d.files or ()
+        names = (d.read_text("top_level.txt") or "").split()
+        # RECORD (long for big distributions) only where there is no top_level.txt.
+        files = () if names else (d.files or ())
     except Exception:
         return []
-    names = text.split() if text else []
     if not names:
         for f in files:
             parts = f.parts
@@ -37,8 +37,8 @@ def _airlock_preload(modules, dists):
         try:
             from importlib import metadata
         except Exception:
-            metadata = None
-        for dist in dists if metadata is not None else ():
+            dists = ()
+        for dist in dists:
             names.extend(_airlock_top_level(metadata, dist))
     for stream in (sys.stdout, sys.stderr):
         stream.flush()

@@ -30,6 +30,23 @@ def _airlock_children():
         return ""  # a kernel without the file: the pid namespace holds what it started anyway
 
 
+def _airlock_unforkable():
+    # Only the forking thread survives a fork: a thread some import started could hold a
+    # lock every child would then wait on forever. Nor may an import leave what every child
+    # would share with every other: a process, or writable shared memory (a module-level
+    # multiprocessing lock, an anonymous shared mmap). Returns why, or None.
+    if len(_os.listdir("/proc/self/task")) != 1:
+        return b"an import started a thread"
+    if _airlock_children():
+        return b"an import started a process"
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            perms = line.split()[1]
+            if "w" in perms and "s" in perms:
+                return b"an import mapped writable shared memory"
+    return None
+
+
 def _airlock_zygote():
     lib = _ctypes.PyDLL("/airlock/zygote.so")
     if lib.airlock_zygote_init(3) != 0:
@@ -43,19 +60,7 @@ def _airlock_zygote():
     _airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS)
     for v in ours:
         del _os.environ[v]
-    # Only the forking thread survives a fork: a thread some import started could hold a
-    # lock every child would then wait on forever.
-    # Nor may an import leave what every child would share with every other: writable shared
-    # memory (a module-level multiprocessing lock, an anonymous shared mmap) or a process.
-    refusal = None
-    if len(_os.listdir("/proc/self/task")) != 1:
-        refusal = b"an import started a thread"
-    elif _airlock_children():
-        refusal = b"an import started a process"
-    else:
-        with open("/proc/self/maps") as maps:
-            if any("w" in l.split()[1] and "s" in l.split()[1] for l in maps):
-                refusal = b"an import mapped writable shared memory"
+    refusal = _airlock_unforkable()
     if refusal is not None:
         _os.write(2, refusal + b": this environment cannot be forked from\n")
         _os._exit(124)
