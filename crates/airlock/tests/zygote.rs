@@ -26,6 +26,10 @@ print("fds", sorted(int(f) for f in os.listdir("/proc/self/fd")))
 print("unshare", errno_of(libc.unshare(0x00020000)), errno_of(libc.unshare(0x10000000)))
 print("mount", errno_of(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)))
 print("umount", errno_of(libc.umount2(b"/proc", 2)))
+# mount_setattr (442 on x86_64 and aarch64) and a netlink socket: one from each filter of the stack.
+print("mount_setattr", errno_of(libc.syscall(442, -1, b"", 0, None, 0)))
+fd = libc.socket(16, 3, 0)
+print("netlink", ctypes.get_errno() if fd < 0 else "opened")
 # EPERM, or EINVAL where uid 0 is not even mapped in the user namespace.
 print("setuid refused", errno_of(libc.setuid(0)) in (1, 22), os.getuid())
 print("zygote-proc", os.listdir("/airlock/.proc") if os.path.isdir("/airlock/.proc") else None)
@@ -51,6 +55,8 @@ for name in ("/proc/1/root/airlock/zygote.py", "/proc/2/status"):
         "unshare 1 1",
         "mount 1",
         "umount 1",
+        "mount_setattr 1",
+        "netlink 1",
         "setuid refused True 1000",
         "zygote-proc []",
         "refused /proc/2/status",

@@ -26,8 +26,9 @@ pub(crate) struct SeccompProgram {
 /// reported differently) on every run: it can only come from a bug, not from the host.
 static PROGRAM: OnceLock<Result<SeccompProgram, String>> = OnceLock::new();
 static ZYGOTE_PROGRAM: OnceLock<Result<SeccompProgram, String>> = OnceLock::new();
+static ZYGOTE_RUN_PROGRAM: OnceLock<Result<SeccompProgram, String>> = OnceLock::new();
 
-/// Which filter: every run's, or the zygote's.
+/// Which filter: every run's, the zygote's, or what a zygote's child adds to the zygote's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Profile {
     /// The filter every program runs under.
@@ -35,9 +36,13 @@ pub(crate) enum Profile {
     /// The zygote's: the same, except that each of its children may make its own user
     /// namespace, the run's namespaces in it and its mounts there (`unshare`, `mount`,
     /// `mount_setattr`); the zygote itself holds no capability to use them with. Its children
-    /// install the `Run` filter on top (filters stack: the stricter answer wins) before any
-    /// user code runs.
+    /// install `ZygoteRun` on top before any user code runs.
     Zygote,
+    /// A zygote child's, stacked on the `Zygote` filter it inherits: it denies only what that
+    /// filter allows beyond `Run`'s. Filters stack (the stricter answer wins), so the two are
+    /// exactly `Run`, while the child attaches a program of a dozen instructions rather than a
+    /// second copy of the whole one.
+    ZygoteRun,
 }
 
 /// The filter of `profile`, compiled once; error only if it cannot be built.
@@ -45,6 +50,7 @@ pub(crate) fn compiled(profile: Profile) -> Result<&'static SeccompProgram, Jail
     let cell = match profile {
         Profile::Run => &PROGRAM,
         Profile::Zygote => &ZYGOTE_PROGRAM,
+        Profile::ZygoteRun => &ZYGOTE_RUN_PROGRAM,
     };
     match cell.get_or_init(|| imp::build(profile)) {
         Ok(program) => Ok(program),
@@ -324,6 +330,10 @@ mod imp {
     /// The seccompiler part: one action for every match (EPERM), Allow otherwise.
     fn compile_body(profile: Profile) -> Result<BpfProgram, BackendError> {
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+        if profile == Profile::ZygoteRun {
+            rules.extend(ZYGOTE_ALLOWED.iter().map(|&nr| (nr, Vec::new())));
+            return to_program(rules);
+        }
         for &nr in DENIED.iter().chain(DENIED_ARCH) {
             // An empty rule list matches the call whatever its arguments.
             rules.insert(nr, Vec::new());
@@ -376,6 +386,10 @@ mod imp {
             ],
         );
 
+        to_program(rules)
+    }
+
+    fn to_program(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, BackendError> {
         let filter = SeccompFilter::new(
             rules,
             SeccompAction::Allow,
@@ -420,7 +434,15 @@ mod tests {
     /// `body` must only make raw syscalls (another test thread may hold the allocator lock at
     /// fork time) and returns the child's exit code.
     fn in_filtered_child(body: fn() -> i32) -> libc::c_int {
-        let p = compiled(Profile::Run).expect("the filter builds");
+        in_child_under(&[Profile::Run], body)
+    }
+
+    /// [`in_filtered_child`] under `profiles`, installed in order (stacked).
+    fn in_child_under(profiles: &[Profile], body: fn() -> i32) -> libc::c_int {
+        let programs: Vec<&SeccompProgram> = profiles
+            .iter()
+            .map(|&p| compiled(p).expect("the filter builds"))
+            .collect();
         // SAFETY: the child only calls async-signal-safe functions (prctl, setrlimit, raw
         // syscalls in `body`, _exit) on memory prepared before the fork.
         unsafe {
@@ -436,8 +458,10 @@ mod tests {
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                     libc::_exit(100);
                 }
-                if p.install().is_err() {
-                    libc::_exit(101);
+                for p in &programs {
+                    if p.install().is_err() {
+                        libc::_exit(101);
+                    }
                 }
                 libc::_exit(body());
             }
@@ -654,8 +678,45 @@ mod tests {
 
     #[test]
     fn denies_and_allows() {
+        assert_denies_and_allows(&[Profile::Run]);
+    }
+
+    /// A zygote's child gets the run filter as the rest of it over the zygote's: the stack
+    /// must answer every check exactly as `Run` alone does.
+    #[test]
+    fn a_zygote_child_stack_denies_and_allows_as_the_run_filter() {
+        assert_denies_and_allows(&[Profile::Zygote, Profile::ZygoteRun]);
+        let delta = compiled(Profile::ZygoteRun).unwrap().len();
+        assert!(
+            delta < 32,
+            "the zygote child's filter is not a delta: {delta}"
+        );
+    }
+
+    /// The zygote's own filter alone lets its children make namespaces and mounts: the delta
+    /// is what takes that away (the check above would pass vacuously if the zygote's denied it).
+    #[test]
+    fn the_zygote_filter_alone_allows_unshare() {
+        fn unshare_not_filtered() -> i32 {
+            // SAFETY: a raw syscall; unshare(0) changes nothing and succeeds unless filtered.
+            let rc = unsafe { libc::syscall(libc::SYS_unshare, 0 as libc::c_ulong) };
+            if rc == 0 { 0 } else { 1 }
+        }
+        let status = in_child_under(&[Profile::Zygote], unshare_not_filtered);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "{status:#x}"
+        );
+        let status = in_child_under(&[Profile::Zygote, Profile::ZygoteRun], unshare_not_filtered);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
+            "{status:#x}"
+        );
+    }
+
+    fn assert_denies_and_allows(profiles: &[Profile]) {
         assert_eq!(CHECKS.len(), 32);
-        let status = in_filtered_child(checks_in_child);
+        let status = in_child_under(profiles, checks_in_child);
         assert!(
             libc::WIFEXITED(status),
             "child did not exit normally: status {status:#x}"

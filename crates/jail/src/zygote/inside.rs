@@ -10,7 +10,8 @@
 //! (inside [`next`], between requests) and writes its wait status on a pipe the run's process
 //! never holds. The run's process, pid 1 of its own pid namespace, mounts a fresh /tmp,
 //! /workspace, /dev/shm and /proc, enters its own cgroup namespace, sets its limits, places its
-//! descriptors, applies Landlock, drops every capability and installs the run filter. Only then
+//! descriptors, applies Landlock, drops every capability and completes the run filter (see
+//! `Profile::ZygoteRun`). Only then
 //! does [`enter`] return, in it alone, to the interpreter, which reads the code.
 
 use std::os::fd::RawFd;
@@ -148,7 +149,7 @@ fn prepare(control: RawFd) -> Result<State, i32> {
     // The same rules as a cold run's: every path of this sandbox is the same, and the zygote's
     // children are refused writable binds (see `Zygote::start`).
     let landlock = crate::spawn::landlock_rules(&crate::Policy::default());
-    let seccomp = seccomp::compiled(Profile::Run).map_err(|_| libc::EINVAL)?;
+    let seccomp = seccomp::compiled(Profile::ZygoteRun).map_err(|_| libc::EINVAL)?;
     Ok(State {
         control,
         zygote: sys::getpid(),
