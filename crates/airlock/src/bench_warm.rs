@@ -115,7 +115,12 @@ async fn package_rows(sched: &Scheduler, spec: &str, plan: &WarmPlan) -> Vec<War
         ..trusted.clone()
     };
     // Installs the environment (once) and starts the zygote, off the clock.
-    if sched.prewarm(&trusted, 2, Duration::from_secs(900)).await == 0 {
+    if sched
+        .prewarm(&trusted, 2, Duration::from_secs(900))
+        .await
+        .unwrap_or(0)
+        == 0
+    {
         let why = match sched.run(trusted.clone(), Box::new(|_, _| {})).await {
             Ok(res) => format!("{:?}: {}", res.status, res.stderr.trim()),
             Err(e) => e.to_string(),
@@ -162,7 +167,8 @@ async fn round_trip_row(
     let mut cold = 0;
     for _ in 0..runs {
         // A full, idle pool: the round trip is measured, not the refill racing it.
-        sched.prewarm(r, 2, Duration::from_secs(30)).await;
+        // A template that cannot be pooled fails its run below, where the row says why.
+        let _ = sched.prewarm(r, 2, Duration::from_secs(30)).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
         let t = Instant::now();
         match sched.run(r.clone(), Box::new(|_, _| {})).await {

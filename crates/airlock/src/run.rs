@@ -148,7 +148,7 @@ fn pooled(req: RunRequest, live: bool) -> Result<RunResult, runtime::RuntimeErro
             pool_size: 1,
             ..runtime::SchedulerConfig::default()
         });
-        sched.prewarm(&req, 1, Duration::from_secs(120)).await;
+        sched.prewarm(&req, 1, Duration::from_secs(120)).await?;
         let result = sched
             .run(
                 req,

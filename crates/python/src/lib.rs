@@ -579,7 +579,8 @@ impl Engine {
             true => Duration::from_secs_f64(timeout.clamp(0.0, 3600.0)),
             false => Duration::ZERO,
         };
-        Ok(py.detach(|| rt.block_on(scheduler.prewarm(&template, count, timeout))))
+        py.detach(|| rt.block_on(scheduler.prewarm(&template, count, timeout)))
+            .map_err(|e| engine_error(py, &e))
     }
 
     /// Ready sandboxes for requests shaped like `request`.

@@ -5,7 +5,7 @@ fn main() {
     rt.block_on(async {
         let s = Scheduler::new(SchedulerConfig { pool_size: 2, ..Default::default() });
         let r = RunRequest { language: Language::Python, code: b"import time, atexit, sys\nprint(1)\nsys.stderr.write(\"start %.3f\\n\" % (time.monotonic()*1000))\natexit.register(lambda: sys.stderr.write(\"exit %.3f\\n\" % (time.monotonic()*1000)))".to_vec(), ..Default::default() };
-        s.prewarm(&r, 2, Duration::from_secs(60)).await;
+        s.prewarm(&r, 2, Duration::from_secs(60)).await.unwrap();
         let mut t = Vec::new();
         let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
         for _ in 0..n {

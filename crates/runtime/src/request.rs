@@ -254,6 +254,7 @@ fn host_cores() -> f64 {
 }
 
 impl RunRequest {
+    /// Checks every field, naming the first that is wrong.
     pub fn validate(&self) -> Result<(), RuntimeError> {
         if self.code.is_empty() {
             return Err(RuntimeError::invalid("code", "is empty"));
@@ -270,6 +271,11 @@ impl RunRequest {
         if self.code.contains(&0) {
             return Err(RuntimeError::invalid("code", "contains a NUL byte"));
         }
+        self.validate_shape()
+    }
+
+    /// Checks every field but the code: what a pool template (`Scheduler::prewarm`) has.
+    pub fn validate_shape(&self) -> Result<(), RuntimeError> {
         let t = self.timeout.as_secs_f64();
         if !(0.1..=3600.0).contains(&t) {
             return Err(RuntimeError::invalid(

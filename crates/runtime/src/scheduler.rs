@@ -215,10 +215,17 @@ impl Scheduler {
     }
 
     /// Fills the pool for requests shaped like `template` and waits until `count` sandboxes
-    /// are ready (or `timeout` passes). Returns how many are ready.
-    pub async fn prewarm(&self, template: &RunRequest, count: usize, timeout: Duration) -> usize {
+    /// are ready (or `timeout` passes). Returns how many are ready; an error, naming the
+    /// field, for a template no run could have (its code is not looked at).
+    pub async fn prewarm(
+        &self,
+        template: &RunRequest,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<usize, RuntimeError> {
+        template.validate_shape()?;
         if !warm::warmable(template) || self.inner.config.pool_size == 0 {
-            return 0;
+            return Ok(0);
         }
         let key = pool_key(template);
         {
@@ -232,7 +239,7 @@ impl Scheduler {
         loop {
             let ready = self.ready(template);
             if ready >= count.min(self.inner.config.pool_size) || Instant::now() >= deadline {
-                return ready;
+                return Ok(ready);
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }

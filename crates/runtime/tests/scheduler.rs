@@ -79,7 +79,7 @@ fn warm_runs_in_every_language() {
         ] {
             let r = req(lang, code);
             assert_eq!(
-                s.prewarm(&r, 1, Duration::from_secs(20)).await,
+                s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap(),
                 1,
                 "{lang:?} pool never filled"
             );
@@ -96,7 +96,7 @@ fn warm_errors_look_like_cold_ones() {
     rt().block_on(async {
         let s = sched(1);
         let r = req(Language::Python, "x = 1\ndef f():\n    return 1 / 0\nf()");
-        s.prewarm(&r, 1, Duration::from_secs(20)).await;
+        s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap();
         let out = run(&s, r).await;
         assert_eq!(out.pool, "warm");
         assert_eq!(out.status, Status::Error);
@@ -114,7 +114,7 @@ fn warm_errors_look_like_cold_ones() {
             out.stderr
         );
         let r = req(Language::Python, "import sys\nsys.exit(7)");
-        s.prewarm(&r, 1, Duration::from_secs(20)).await;
+        s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap();
         assert_eq!(run(&s, r).await.exit_code, Some(7));
     });
 }
@@ -148,7 +148,7 @@ print(random.random())
 "#,
         );
         // Same shape (same limits, same language): the same pool serves both.
-        s.prewarm(&plant, 2, Duration::from_secs(20)).await;
+        s.prewarm(&plant, 2, Duration::from_secs(20)).await.unwrap();
         let a = run(&s, plant).await;
         let b = run(&s, probe).await;
         assert_eq!(a.pool, "warm");
@@ -171,7 +171,7 @@ fn a_request_with_other_limits_never_gets_that_sandbox() {
             memory_mb: 64,
             ..req(Language::Python, "print(1)")
         };
-        s.prewarm(&small, 1, Duration::from_secs(20)).await;
+        s.prewarm(&small, 1, Duration::from_secs(20)).await.unwrap();
         let big = RunRequest {
             memory_mb: 256,
             ..req(Language::Python, "print(2)")
@@ -279,7 +279,7 @@ async fn kill_mid_run(
     r: &RunRequest,
     victims: impl Fn(&[(i32, i32, String, String)]) -> Vec<i32>,
 ) -> (airlock_runtime::RunResult, String) {
-    assert!(s.prewarm(r, 1, Duration::from_secs(60)).await >= 1);
+    assert!(s.prewarm(r, 1, Duration::from_secs(60)).await.unwrap() >= 1);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     let (s2, r2) = (s.clone(), r.clone());
@@ -320,7 +320,7 @@ fn killing_a_warm_sandbox_mid_run_is_a_clear_error_and_the_pool_recovers() {
         // Never silently re-run: its output appeared once.
         assert_eq!(printed.lines().count(), 1, "{printed:?}");
         // And the pool serves the next run.
-        assert!(s.prewarm(&r, 1, Duration::from_secs(20)).await >= 1);
+        assert!(s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap() >= 1);
         let next = run(&s, req(Language::JavaScript, "console.log('next')")).await;
         assert_eq!(next.stdout, "next\n", "{next:?}");
     });
@@ -370,7 +370,7 @@ fn killing_the_zygote_mid_run_is_a_clear_error_and_a_new_zygote_serves_the_next_
         // The ready child died with its zygote; the pool starts a new zygote.
         let next = run(&s, req(Language::Python, "print('next')")).await;
         assert_eq!(next.stdout, "next\n", "{next:?}");
-        assert!(s.prewarm(&r, 1, Duration::from_secs(60)).await >= 1);
+        assert!(s.prewarm(&r, 1, Duration::from_secs(60)).await.unwrap() >= 1);
         let again = run(
             &s,
             req(Language::Python, "import sys; print('json' in sys.modules)"),
@@ -495,7 +495,7 @@ fn result_channel_and_input_files_cold_and_warm() {
         for pool_size in [0, 1] {
             let s = sched(pool_size);
             if pool_size > 0 {
-                assert_eq!(s.prewarm(&r, 1, Duration::from_secs(20)).await, 1);
+                assert_eq!(s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap(), 1);
             }
             let out = run(&s, r.clone()).await;
             assert_eq!(out.status, Status::Ok, "{out:?}");
@@ -512,7 +512,7 @@ fn result_channel_and_input_files_cold_and_warm() {
 
 /// Waits until the pool for `r`'s shape has a ready sandbox.
 async fn warmed(s: &Scheduler, r: &RunRequest) {
-    let ready = s.prewarm(r, 1, Duration::from_secs(120)).await;
+    let ready = s.prewarm(r, 1, Duration::from_secs(120)).await.unwrap();
     assert!(ready >= 1, "the pool never got a ready sandbox");
 }
 
@@ -672,7 +672,7 @@ fn pooled_runs_with_packages_come_imported_and_start_fresh() {
             let s = sched(2);
             let plant = house.request("airlock_counted", PLANT_IN_PACKAGE, trusted);
             let probe = house.request("airlock_counted", PROBE_PACKAGE, trusted);
-            let ready = s.prewarm(&plant, 2, Duration::from_secs(60)).await;
+            let ready = s.prewarm(&plant, 2, Duration::from_secs(60)).await.unwrap();
             assert_eq!(ready, 2, "trusted={trusted}");
             let a = run(&s, plant).await;
             let b = run(&s, probe).await;
@@ -719,4 +719,25 @@ fn a_trusted_package_that_leaves_a_thread_or_shared_memory_is_never_forked_from(
             );
         });
     }
+}
+
+#[test]
+fn prewarm_refuses_a_template_no_run_could_have_and_names_the_field() {
+    rt().block_on(async {
+        let s = sched(1);
+        let mut template = req(Language::Python, "");
+        template.memory_mb = 1;
+        let err = s
+            .prewarm(&template, 1, Duration::from_secs(5))
+            .await
+            .expect_err("1 MiB of memory is refused");
+        assert!(
+            matches!(&err, airlock_runtime::RuntimeError::InvalidInput { field, .. } if field == "memory"),
+            "{err:?}"
+        );
+        assert_eq!(s.ready(&template), 0);
+        // A template's code is not looked at: an empty one pools.
+        template.memory_mb = 256;
+        assert_eq!(s.prewarm(&template, 1, Duration::from_secs(20)).await.unwrap(), 1);
+    });
 }
