@@ -249,6 +249,7 @@ pub fn main(args: BenchArgs) -> i32 {
     } else {
         Vec::new()
     };
+    let fast_moves = jail::probe::cgroup_moves_fast();
     let warm_json: Vec<_> = warm
         .iter()
         .map(|w| {
@@ -280,7 +281,7 @@ pub fn main(args: BenchArgs) -> i32 {
             .collect();
         println!(
             "{}",
-            serde_json::json!({ "interpreter": py, "runs": args.runs, "target_ratio": 1.15, "rows": rows, "warm": warm_json })
+            serde_json::json!({ "interpreter": py, "runs": args.runs, "target_ratio": 1.15, "fast_cgroup_moves": fast_moves, "rows": rows, "warm": warm_json })
         );
     } else {
         println!(
@@ -304,6 +305,12 @@ pub fn main(args: BenchArgs) -> i32 {
             }
         }
         println!("target (DESIGN §10): airlock run -c pass <= 1.15x bare");
+        if !fast_moves {
+            println!(
+                "note: cgroup moves (cold runs on v1, zygote children) wait for an RCU grace \
+                 period on this host (no favordynmods): see `airlock doctor`"
+            );
+        }
         if !warm.is_empty() {
             println!();
             println!(

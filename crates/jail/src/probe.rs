@@ -142,14 +142,20 @@ pub fn host_checks() -> Vec<Check> {
 
 /// Moving a process into a cgroup v1 waits for an RCU grace period unless the cgroup2 root is
 /// mounted with `favordynmods` (or RCU is expedited): about 10 ms on every cold run.
-fn v1_migration_cost(v2_mount: Option<&Path>) -> Check {
+/// Whether moving a process into a cgroup skips the RCU grace period it otherwise waits for:
+/// a cgroup2 mount with `favordynmods`, or `rcu_expedited`. (This reports the options; a 6.18
+/// kernel was seen to keep the faster path until reboot after the option was removed again.)
+pub fn cgroup_moves_fast() -> bool {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let favored = mounts.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         f.len() > 3 && f[2] == "cgroup2" && f[3].split(',').any(|o| o == "favordynmods")
     });
-    let expedited = read("/sys/kernel/rcu_expedited").as_deref() == Some("1");
-    if favored || expedited {
+    favored || read("/sys/kernel/rcu_expedited").as_deref() == Some("1")
+}
+
+fn v1_migration_cost(v2_mount: Option<&Path>) -> Check {
+    if cgroup_moves_fast() {
         return check(
             "cgroup v1 attach",
             Level::Ok,
@@ -159,7 +165,7 @@ fn v1_migration_cost(v2_mount: Option<&Path>) -> Check {
     }
     let fix = match v2_mount {
         Some(m) => format!(
-            "mount -o remount,favordynmods {} (kernel >= 6.1), or echo 1 > /sys/kernel/rcu_expedited; or move to cgroup v2",
+            "mount -o remount,favordynmods {} (kernel >= 6.1; scripts/setup.sh does it as root), or echo 1 > /sys/kernel/rcu_expedited; or move to cgroup v2",
             m.display()
         ),
         None => "echo 1 > /sys/kernel/rcu_expedited, or move the host to cgroup v2".to_owned(),
