@@ -113,6 +113,16 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The RLIMIT_CPU a run gets: `cpu_seconds`, or the wall timeout plus 2 s.
+    pub fn cpu_rlimit(&self) -> u64 {
+        match self.cpu_seconds {
+            0 => self.wall_timeout.as_secs() + 2,
+            s => s,
+        }
+    }
+}
+
 /// What to do when cgroup limits (memory, pids, CPU) cannot be enforced on this host.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CgroupMode {

@@ -690,15 +690,6 @@ pub(crate) fn landlock_rules(policy: &Policy) -> Option<LandlockRules> {
 /// Where a zygote's sandbox has an unmasked procfs for its children to mount their own from.
 pub(crate) const ZYGOTE_PROC: &str = "/airlock/.proc";
 
-/// RLIMIT_CPU of a run: its own setting, or a little more than the wall-clock limit.
-pub(crate) fn cpu_limit(l: &Limits) -> u64 {
-    if l.cpu_seconds > 0 {
-        l.cpu_seconds
-    } else {
-        l.wall_timeout.as_secs() + 2
-    }
-}
-
 /// A fresh /proc at `root`/proc, with the sensitive entries masked or read-only.
 pub(crate) fn proc_steps(root: &CStr, null: &'static CStr) -> Result<Vec<Step>> {
     let at = |entry: &str| {
@@ -854,7 +845,7 @@ pub(crate) fn build_plan(
     let cpu_seconds = if zygote {
         libc::RLIM_INFINITY
     } else {
-        cpu_limit(l)
+        l.cpu_rlimit()
     };
     let mut rlimits = vec![
         (libc::RLIMIT_NOFILE, l.open_files),

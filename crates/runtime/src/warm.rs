@@ -261,10 +261,17 @@ impl Warm {
                 // business, done before the run asks.
                 let agent = match template.packages.is_empty() {
                     true => PYTHON_AGENT.to_string(),
-                    false => format!(
-                        "{}_airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS)\n{PYTHON_AGENT}",
-                        preload_prelude(&[], template)
-                    ),
+                    false => {
+                        // The preload is not the run's: it gets time of its own, and the
+                        // run's CPU limit counts from its end.
+                        let run_cpu = policy.limits.cpu_rlimit();
+                        policy.limits.cpu_seconds = run_cpu + READY_TIMEOUT.as_secs();
+                        format!(
+                            "{}_airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS)\n\
+                             _airlock_limit_cpu({run_cpu})\n{PYTHON_AGENT}",
+                            preload_prelude(&[], template)
+                        )
+                    }
                 };
                 policy.files.push(agent_file("/airlock/agent.py", &agent));
                 Command::new(&interp.executable).arg("/airlock/agent.py")

@@ -741,3 +741,31 @@ fn prewarm_refuses_a_template_no_run_could_have_and_names_the_field() {
         assert_eq!(s.prewarm(&template, 1, Duration::from_secs(20)).await.unwrap(), 1);
     });
 }
+
+/// A use-once sandbox imports the run's packages before the run exists: that import must not
+/// eat into the run's CPU limit (timeout + 2 s), and the run must still get exactly its own.
+#[test]
+fn a_slow_preload_does_not_spend_the_runs_cpu_limit() {
+    let burn = "import time\nend = time.process_time() + 2.5\nwhile time.process_time() < end:\n    pass\n";
+    let house = Wheelhouse::new("slow", "airlock_slow", burn);
+    rt().block_on(async {
+        let s = sched(1);
+        let code = "import resource, sys\n\
+                    u = resource.getrusage(resource.RUSAGE_SELF)\n\
+                    print('airlock_slow' in sys.modules, resource.getrlimit(resource.RLIMIT_CPU)[0] - (u.ru_utime + u.ru_stime))";
+        let r = RunRequest {
+            timeout: Duration::from_millis(500), // RLIMIT_CPU 2 s: less than the import takes
+            ..house.request("airlock_slow", code, false)
+        };
+        assert_eq!(s.prewarm(&r, 1, Duration::from_secs(60)).await.unwrap(), 1);
+        let out = run(&s, r).await;
+        assert_eq!(out.status, Status::Ok, "{}", out.stderr);
+        assert_eq!(out.pool, "warm");
+        let (imported, left) = out.stdout.trim().split_once(' ').unwrap();
+        assert_eq!(imported, "True", "{}", out.stdout);
+        let left: f64 = left.parse().unwrap();
+        // What is left is the run's own 2 s (plus under a second of rounding), not the
+        // preload's allowance.
+        assert!((1.0..3.0).contains(&left), "CPU seconds left to the run: {left}");
+    });
+}

@@ -105,7 +105,7 @@ impl Zygote {
         let stderr = Diagnostics::drain(sandbox.stdout.take(), sandbox.stderr.take());
         let l = &policy.limits;
         let spec = spec::Spec {
-            cpu_seconds: crate::spawn::cpu_limit(l),
+            cpu_seconds: l.cpu_rlimit(),
             tmp_bytes: l.tmp_bytes,
             workspace_bytes: l.workspace_bytes,
             shm_bytes: l.shm_bytes,
