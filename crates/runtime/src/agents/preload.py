@@ -3,6 +3,7 @@
 # their installed records name them. Read inside the sandbox, so nothing of an environment's
 # files is parsed on the host. A module that fails to import is skipped: the run imports it
 # again and reports its own error. What the imports print is not the run's output.
+# Returns the (name, error) of each module that failed, for the zygote to log.
 
 
 def _airlock_top_level(metadata, dist):
@@ -46,12 +47,13 @@ def _airlock_preload(modules, dists):
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
+    failed = []
     try:
         for name in names:
             try:
                 __import__(name)
-            except BaseException:
-                pass
+            except BaseException as e:
+                failed.append((name, "%s: %s" % (type(e).__name__, e)))
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -62,6 +64,7 @@ def _airlock_preload(modules, dists):
         os.dup2(saved[1], 2)
         for fd in (*saved, null):
             os.close(fd)
+    return failed
 
 
 def _airlock_limit_cpu(seconds):

@@ -57,7 +57,9 @@ def _airlock_zygote():
     ours = [v for v in _ONE_THREAD if v not in _os.environ]
     for v in ours:
         _os.environ[v] = "1"
-    _airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS)
+    for name, error in _airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS):
+        # The supervisor logs the zygote's stderr; each run imports the module again itself.
+        _os.write(2, ("airlock zygote: not preloaded: %s (%s)\n" % (name, error[:300])).encode())
     for v in ours:
         del _os.environ[v]
     refusal = _airlock_unforkable()
