@@ -88,6 +88,13 @@ impl Sandbox {
     pub(crate) fn spawn_as(policy: &Policy, cmd: &Command, profile: Profile) -> Result<Sandbox> {
         let started = Instant::now();
         policy.validate()?;
+        if profile == Profile::ZygoteRun {
+            // Only a complement of the zygote's filter, installed by its children on top of it.
+            return Err(JailError::Policy {
+                field: "profile".into(),
+                why: "the zygote child's filter is not a sandbox's".into(),
+            });
+        }
         if !cmd.program.is_absolute() {
             return Err(JailError::Policy {
                 field: "program".into(),
@@ -323,6 +330,50 @@ impl Sandbox {
         self.started = now;
         self.released = now;
         self.execed = now;
+    }
+
+    /// Sets the sandbox's RLIMIT_CPU to the CPU time it has used so far (rounded up) plus
+    /// `seconds`: for a sandbox that did work of its own (a preload) before its run, under a
+    /// larger limit, so that the run's limit counts from here. Set from outside, because what
+    /// ran inside may be hostile; and refused (the sandbox must not serve) if the init is not
+    /// alone, since a process forked before now would keep the larger limit.
+    pub fn restart_cpu_limit(&self, seconds: u64) -> Result<()> {
+        let what = |e: io::Error| {
+            JailError::host(
+                format!("restarting the CPU limit of sandbox {}", self.pid),
+                e,
+            )
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_err(what)?;
+        // Fields after the parenthesized name: state is field 3, utime 14 and stime 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
+        let (Some(utime), Some(stime)) = (ticks(14), ticks(15)) else {
+            return Err(what(io::Error::other(format!("unreadable stat {stat:?}"))));
+        };
+        let used = (utime + stime).div_ceil(sys::clock_ticks());
+        sys::prlimit_cpu(self.pid, used + seconds)
+            .map_err(|e| what(io::Error::from_raw_os_error(e)))?;
+        if self.has_children() {
+            return Err(what(io::Error::other(
+                "its init has started another process, which would keep the larger limit",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether any thread of the sandbox's init has a child (live or not yet reaped). Orphans
+    /// in the sandbox are re-parented to its init, so this is every other process in it.
+    fn has_children(&self) -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return true;
+        };
+        tasks.flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .map_or(true, |c| !c.trim().is_empty())
+        })
     }
 
     /// How the sandbox's init ended ("exit status N", "killed by signal N"), reaping it; `None`

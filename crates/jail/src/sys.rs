@@ -283,6 +283,26 @@ pub(crate) fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> SysR
     check_int(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
 }
 
+/// Sets another process's RLIMIT_CPU (soft and hard) to `seconds`.
+pub(crate) fn prlimit_cpu(pid: i32, seconds: u64) -> SysResult {
+    let lim = libc::rlimit64 {
+        rlim_cur: seconds,
+        rlim_max: seconds,
+    };
+    // SAFETY: lim is a valid rlimit64 and the old-limit pointer may be null.
+    check_int(unsafe { libc::prlimit64(pid, libc::RLIMIT_CPU, &lim, std::ptr::null_mut()) })
+        .map(drop)
+}
+
+/// Clock ticks per second, the unit of /proc/<pid>/stat's times.
+pub(crate) fn clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a constant of the C library.
+    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        t if t > 0 => t as u64,
+        _ => 100,
+    }
+}
+
 pub(crate) fn setresuid(uid: u32) -> SysResult {
     // SAFETY: raw syscall (not the glibc wrapper, which would signal every thread of the process).
     check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)

@@ -255,6 +255,8 @@ impl Warm {
                 source: e,
             })
         })?;
+        // A preload's CPU time is its own: the run's limit counts from its end (below).
+        let mut run_cpu = None;
         let command = match template.language {
             Language::Python => {
                 // This sandbox serves one run: importing its packages here is the run's own
@@ -262,13 +264,11 @@ impl Warm {
                 let agent = match template.packages.is_empty() {
                     true => PYTHON_AGENT.to_string(),
                     false => {
-                        // The preload is not the run's: it gets time of its own, and the
-                        // run's CPU limit counts from its end.
-                        let run_cpu = policy.limits.cpu_rlimit();
-                        policy.limits.cpu_seconds = run_cpu + READY_TIMEOUT.as_secs();
+                        run_cpu = Some(policy.limits.cpu_rlimit());
+                        policy.limits.cpu_seconds =
+                            policy.limits.cpu_rlimit() + READY_TIMEOUT.as_secs();
                         format!(
-                            "{}_airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS)\n\
-                             _airlock_limit_cpu({run_cpu})\n{PYTHON_AGENT}",
+                            "{}_airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS)\n{PYTHON_AGENT}",
                             preload_prelude(&[], template)
                         )
                     }
@@ -305,6 +305,9 @@ impl Warm {
                     .err()
                     .unwrap_or_else(|| std::io::Error::other("unexpected readiness byte")),
             }));
+        }
+        if let Some(seconds) = run_cpu {
+            sandbox.restart_cpu_limit(seconds)?;
         }
         Ok(Warm {
             host: Host::Sandbox(sandbox),

@@ -769,3 +769,19 @@ fn a_slow_preload_does_not_spend_the_runs_cpu_limit() {
         assert!((1.0..3.0).contains(&left), "CPU seconds left to the run: {left}");
     });
 }
+
+/// The run's CPU limit is set from outside once the preload is done; a package that starts a
+/// process at import (which would keep the preload's larger limit) gets no use-once sandbox.
+#[test]
+fn a_package_that_forks_at_import_gets_no_pre_started_sandbox() {
+    let init = "import os, time\nif os.fork() == 0:\n    time.sleep(3600)\n    os._exit(0)\n";
+    let house = Wheelhouse::new("forks", "airlock_forks", init);
+    rt().block_on(async {
+        let s = sched(1);
+        let r = house.request("airlock_forks", "print('ran')", false);
+        assert_eq!(s.prewarm(&r, 1, Duration::from_secs(5)).await.unwrap(), 0);
+        let out = run(&s, r).await;
+        assert_eq!(out.status, Status::Ok, "{}", out.stderr);
+        assert_eq!((out.pool.as_str(), out.stdout.trim()), ("cold", "ran"));
+    });
+}

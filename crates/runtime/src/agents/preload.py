@@ -53,7 +53,11 @@ def _airlock_preload(modules, dists):
             try:
                 __import__(name)
             except BaseException as e:
-                failed.append((name, "%s: %s" % (type(e).__name__, e)))
+                try:
+                    why = "%s: %r" % (type(e).__name__, str(e)[:300])
+                except BaseException:
+                    why = type(e).__name__  # an exception whose str() fails too
+                failed.append((name, why))
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -66,14 +70,3 @@ def _airlock_preload(modules, dists):
             os.close(fd)
     return failed
 
-
-def _airlock_limit_cpu(seconds):
-    # A use-once sandbox imports before its run exists, under a CPU limit with room for that:
-    # the run's own limit counts from here. Lowering a limit needs no privilege; should it fail,
-    # the sandbox must not serve, so nothing is caught.
-    import math
-    import resource
-
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    limit = math.ceil(used.ru_utime + used.ru_stime) + seconds
-    resource.setrlimit(resource.RLIMIT_CPU, (limit, limit))
