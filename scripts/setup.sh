@@ -52,9 +52,12 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # that for slightly dearer forks and exits; `airlock bench` measures both. It lasts until reboot.
 if [ "$(id -u)" = 0 ] && [ -z "${AIRLOCK_SETUP_NO_TUNING:-}" ] \
   && grep -qx favordynmods /sys/kernel/cgroup/features 2>/dev/null; then
-  cg2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
-  if [ -n "$cg2" ] && ! awk -v m="$cg2" '$2 == m && $3 == "cgroup2"' /proc/self/mounts | grep -q favordynmods; then
-    if mount -o remount,favordynmods "$cg2" 2>/dev/null; then
+  # The mount point and options of the first cgroup2 mount. A remount sets exactly the options
+  # it is given, so the current ones (nsdelegate, ...) are passed along with the new one.
+  read -r cg2 cg2_opts < <(awk '$3 == "cgroup2" { print $2, $4; exit }' /proc/self/mounts || true) || true
+  has_fdm() { awk -v m="$cg2" '$2 == m && $3 == "cgroup2" { print $4 }' /proc/self/mounts | tr , '\n' | grep -qx favordynmods; }
+  if [ -n "${cg2:-}" ] && ! has_fdm; then
+    if mount -o "remount,$cg2_opts,favordynmods" "$cg2" 2>/dev/null && has_fdm; then
       echo "setup: remounted $cg2 with favordynmods (faster cgroup moves; see README, Benchmarks)" >&2
     else
       echo "setup: could not remount $cg2 with favordynmods; cold runs pay an RCU grace period (airlock doctor)" >&2

@@ -308,7 +308,7 @@ pub fn main(args: BenchArgs) -> i32 {
         if !fast_moves {
             println!(
                 "note: cgroup moves (cold runs on v1, zygote children) wait for an RCU grace \
-                 period on this host (no favordynmods): see `airlock doctor`"
+                 period on this host (no favordynmods): see README, Benchmarks"
             );
         }
         if !warm.is_empty() {

@@ -140,8 +140,6 @@ pub fn host_checks() -> Vec<Check> {
     out
 }
 
-/// Moving a process into a cgroup v1 waits for an RCU grace period unless the cgroup2 root is
-/// mounted with `favordynmods` (or RCU is expedited): about 10 ms on every cold run.
 /// Whether moving a process into a cgroup skips the RCU grace period it otherwise waits for:
 /// a cgroup2 mount with `favordynmods`, or `rcu_expedited`. (This reports the options; a 6.18
 /// kernel was seen to keep the faster path until reboot after the option was removed again.)
@@ -154,6 +152,8 @@ pub fn cgroup_moves_fast() -> bool {
     favored || read("/sys/kernel/rcu_expedited").as_deref() == Some("1")
 }
 
+/// Moving a process into a cgroup v1 waits for an RCU grace period unless the cgroup2 root is
+/// mounted with `favordynmods` (or RCU is expedited): about 10 ms on every cold run.
 fn v1_migration_cost(v2_mount: Option<&Path>) -> Check {
     if cgroup_moves_fast() {
         return check(

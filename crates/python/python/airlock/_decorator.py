@@ -412,7 +412,8 @@ class _Spec:
     def prewarm(self, count: int = 1, timeout: float = 30) -> int:
         """Pre-starts up to ``count`` sandboxes for this function (at most the pool size) and
         waits up to ``timeout`` seconds for them; returns how many are ready. Functions with
-        ``allowed_domains`` are not pooled (returns 0)."""
+        ``allowed_domains`` are not pooled (returns 0). Limits no run could have raise
+        ``InvalidRequestError`` naming the field."""
         return _airlock.default_engine().prewarm(self.request, count, timeout)
 
 

@@ -397,7 +397,7 @@ class Scheduler:
         """Pre-starts up to ``count`` sandboxes (at most the pool size) for runs of this
         shape and waits up to ``wait`` seconds for them (installing ``packages`` first if
         they are new). Returns how many are ready. Runs with a domain allowlist are not
-        pooled."""
+        pooled. A shape no run could have raises ``InvalidRequestError`` naming the field."""
         request = request_for(
             language=language,
             timeout=timeout,

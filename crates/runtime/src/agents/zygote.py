@@ -59,7 +59,8 @@ def _airlock_zygote():
         _os.environ[v] = "1"
     for name, error in _airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS):
         # The supervisor logs the zygote's stderr; each run imports the module again itself.
-        _os.write(2, ("airlock zygote: not preloaded: %s (%s)\n" % (name, error[:300])).encode())
+        line = "airlock zygote: not preloaded: %s (%s)\n" % (name, error)
+        _os.write(2, line.encode(errors="backslashreplace"))
     for v in ours:
         del _os.environ[v]
     refusal = _airlock_unforkable()
