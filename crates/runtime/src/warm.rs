@@ -264,9 +264,9 @@ impl Warm {
                 let agent = match template.packages.is_empty() {
                     true => PYTHON_AGENT.to_string(),
                     false => {
-                        run_cpu = Some(policy.limits.cpu_rlimit());
-                        policy.limits.cpu_seconds =
-                            policy.limits.cpu_rlimit() + READY_TIMEOUT.as_secs();
+                        let cpu = policy.limits.cpu_rlimit();
+                        run_cpu = Some(cpu);
+                        policy.limits.cpu_seconds = cpu + READY_TIMEOUT.as_secs();
                         format!(
                             "{}_airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS)\n{PYTHON_AGENT}",
                             preload_prelude(&[], template)

@@ -11,8 +11,8 @@
 //! never holds. The run's process, pid 1 of its own pid namespace, mounts a fresh /tmp,
 //! /workspace, /dev/shm and /proc, enters its own cgroup namespace, sets its limits, places its
 //! descriptors, applies Landlock, drops every capability and completes the run filter (see
-//! `Profile::ZygoteRun`). Only then
-//! does [`enter`] return, in it alone, to the interpreter, which reads the code.
+//! `Profile::ZygoteRun`). Only then does [`enter`] return, in it alone, to the interpreter,
+//! which reads the code.
 
 use std::os::fd::RawFd;
 use std::sync::Mutex;

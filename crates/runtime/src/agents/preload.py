@@ -69,4 +69,3 @@ def _airlock_preload(modules, dists):
         for fd in (*saved, null):
             os.close(fd)
     return failed
-
