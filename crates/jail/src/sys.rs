@@ -294,6 +294,13 @@ pub(crate) fn prlimit_cpu(pid: i32, seconds: u64) -> SysResult {
         .map(drop)
 }
 
+/// The calling thread's seccomp mode (`PR_GET_SECCOMP`): 2 under a filter.
+#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
+pub(crate) fn seccomp_mode() -> i32 {
+    // SAFETY: PR_GET_SECCOMP takes no argument and only returns the mode.
+    unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) }
+}
+
 /// Clock ticks per second, the unit of /proc/<pid>/stat's times.
 pub(crate) fn clock_ticks() -> u64 {
     // SAFETY: sysconf only reads a constant of the C library.

@@ -149,6 +149,11 @@ fn prepare(control: RawFd) -> Result<State, i32> {
     // The same rules as a cold run's: every path of this sandbox is the same, and the zygote's
     // children are refused writable binds (see `Zygote::start`).
     let landlock = crate::spawn::landlock_rules(&crate::Policy::default());
+    // Children complete the run filter with a delta over the zygote's own: that one must be
+    // there, below.
+    if sys::seccomp_mode() != libc::SECCOMP_MODE_FILTER as i32 {
+        return Err(libc::EPERM);
+    }
     let seccomp = seccomp::compiled(Profile::ZygoteRun).map_err(|_| libc::EINVAL)?;
     Ok(State {
         control,
