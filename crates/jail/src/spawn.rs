@@ -67,6 +67,8 @@ pub struct Sandbox {
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
     pub(crate) cgroup: Option<Cgroup>,
+    /// The cgroup is still to be made, while the child sets up (see `spawn_as`).
+    cgroup_pending: bool,
     pub(crate) limits: Limits,
     pub(crate) started: Instant,
     pub(crate) released: Instant,
@@ -105,7 +107,15 @@ impl Sandbox {
             });
         }
         let identity = uid::allocate(policy.host_id)?;
-        let cgroup = create_cgroup(policy)?;
+        // A v2 cgroup must exist before the clone, which starts the child inside it. A v1 one
+        // is joined after the clone anyway, so it is made while the child sets up its mounts,
+        // off the critical path. Only when failing closed: the best-effort profile must know
+        // before the plan whether there is a cgroup, because that decides the rlimits.
+        let cgroup_pending = policy.cgroup == CgroupMode::Required && !Cgroup::clones_into()?;
+        let cgroup = match cgroup_pending {
+            true => None,
+            false => create_cgroup(&policy.limits, policy.cgroup)?,
+        };
         let seccomp = seccomp::compiled(profile)?;
 
         let (sync_child, sync_parent) = socketpair()?;
@@ -141,7 +151,8 @@ impl Sandbox {
             })
             .collect::<Result<Vec<_>>>()?;
 
-        let mut plan = build_plan(policy, cmd, &identity, cgroup.is_some(), profile)?;
+        let has_cgroup = cgroup.is_some() || cgroup_pending;
+        let mut plan = build_plan(policy, cmd, &identity, has_cgroup, profile)?;
         plan.seccomp = seccomp;
         plan.passed = passed.iter().map(|fd| fd.as_raw_fd()).collect();
         plan.stdio = [
@@ -214,6 +225,7 @@ impl Sandbox {
             stdout: Some(stdout_read),
             stderr: Some(stderr_read),
             cgroup,
+            cgroup_pending,
             limits: policy.limits.clone(),
             started,
             released: started,
@@ -257,6 +269,10 @@ impl Sandbox {
             }
         };
         go("releasing the sandbox child")?;
+        if self.cgroup_pending {
+            self.cgroup = create_cgroup(&self.limits, CgroupMode::Required)?;
+            self.cgroup_pending = false;
+        }
         if let Some(cg) = &self.cgroup
             && cg.dir_fd().is_none()
         {
@@ -499,9 +515,8 @@ pub(crate) fn run_cgroup_name() -> String {
     )
 }
 
-fn create_cgroup(policy: &Policy) -> Result<Option<Cgroup>> {
+fn create_cgroup(l: &Limits, mode: CgroupMode) -> Result<Option<Cgroup>> {
     let name = run_cgroup_name();
-    let l = &policy.limits;
     let limits = CgroupLimits {
         memory_bytes: l.memory_bytes,
         pids: l.pids,
@@ -509,7 +524,7 @@ fn create_cgroup(policy: &Policy) -> Result<Option<Cgroup>> {
     };
     match Cgroup::create(&name, &limits) {
         Ok(cg) => Ok(Some(cg)),
-        Err(e @ JailError::Unavailable { .. }) if policy.cgroup == CgroupMode::BestEffort => {
+        Err(e @ JailError::Unavailable { .. }) if mode == CgroupMode::BestEffort => {
             tracing::warn!("running without cgroup limits (weak-limits opt-in): {e}");
             Ok(None)
         }

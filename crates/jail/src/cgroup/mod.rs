@@ -266,6 +266,13 @@ impl Cgroup {
         }
     }
 
+    /// Whether runs' cgroups will be v2 ones, which a child is cloned straight into; v1 ones
+    /// are joined after the clone ([`Cgroup::attach`]). Fails as [`Cgroup::create`] would
+    /// when there is no usable parent.
+    pub fn clones_into() -> Result<bool, JailError> {
+        Ok(matches!(&*resolved_parent()?, Parent::V2(_)))
+    }
+
     /// Moves process `pid` (all its threads) into this cgroup (v1: every hierarchy's
     /// `cgroup.procs`; v2: `cgroup.procs`). Its children born afterwards stay inside.
     pub fn attach(&self, pid: i32) -> Result<(), JailError> {
@@ -477,9 +484,9 @@ static PENDING: (Mutex<usize>, std::sync::Condvar) = (Mutex::new(0), std::sync::
 /// cgroups that still hold processes, whose creator (the pid in `run-<pid>-…`) is alive, or that
 /// are younger than a few seconds.
 pub fn cleanup_stale() -> usize {
-    match resolve(&Host::current(), false) {
-        Ok(parent) => cleanup_in(&parent.dirs(), STALE_GRACE),
-        Err(_) => 0,
+    match known_parent() {
+        Some(parent) => cleanup_in(&parent.dirs(), STALE_GRACE),
+        None => 0,
     }
 }
 
@@ -853,9 +860,8 @@ fn env_dir(host: &Host, mount: &CgroupMount, rel: &str) -> Result<PathBuf, Refus
 /// which need not be repeated for each of hundreds of runs per second, and the lock serializes
 /// the first runs so that they do not race doing it.
 fn resolved_parent() -> Result<Arc<Parent>, JailError> {
-    static CACHE: Mutex<Option<(Option<String>, Arc<Parent>)>> = Mutex::new(None);
     let env = env_parent();
-    let mut cache = CACHE
+    let mut cache = PARENT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some((cached_env, parent)) = &*cache
@@ -870,6 +876,21 @@ fn resolved_parent() -> Result<Arc<Parent>, JailError> {
     Ok(parent)
 }
 
+/// The parent [`resolved_parent`] last resolved, with the `AIRLOCK_CGROUP_PARENT` it was for.
+static PARENT: Mutex<Option<(Option<String>, Arc<Parent>)>> = Mutex::new(None);
+
+/// The parent of runs, without creating anything: the one this process resolved (reading the
+/// host again costs more than the cleanup it serves), else a prediction.
+fn known_parent() -> Option<Arc<Parent>> {
+    let env = env_parent();
+    if let Some((cached_env, parent)) = &*PARENT.lock().unwrap_or_else(|p| p.into_inner())
+        && *cached_env == env
+    {
+        return Some(Arc::clone(parent));
+    }
+    resolve(&Host::with_env(env), false).ok().map(Arc::new)
+}
+
 /// Removes airlock's own parent cgroups if no run is using them, so an idle supervisor leaves
 /// nothing behind (a parent below our own cgroup would otherwise keep that cgroup busy). A
 /// delegated `AIRLOCK_CGROUP_PARENT` is the administrator's and is never removed. The next
@@ -878,8 +899,7 @@ pub fn release_parents() {
     if env_parent().is_some() {
         return;
     }
-    let host = Host::current();
-    if let Ok(parent) = resolve(&host, false) {
+    if let Some(parent) = known_parent() {
         for dir in parent.dirs() {
             // Fails with EBUSY while another run is inside: exactly when it must stay.
             let _ = fs::remove_dir(dir);
