@@ -73,6 +73,8 @@ pub struct Sandbox {
     pub(crate) started: Instant,
     pub(crate) released: Instant,
     pub(crate) execed: Instant,
+    /// See [`Sandbox::exclude_cpu_so_far`].
+    pub(crate) cpu_before: std::time::Duration,
     pub(crate) reaped: bool,
     pub(crate) wants_listener: bool,
     pub(crate) listener: Option<OwnedFd>,
@@ -230,6 +232,7 @@ impl Sandbox {
             started,
             released: started,
             execed: started,
+            cpu_before: std::time::Duration::ZERO,
             reaped: false,
             wants_listener: policy.loopback_listener.is_some(),
             listener: None,
@@ -360,16 +363,10 @@ impl Sandbox {
                 e,
             )
         };
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).map_err(what)?;
-        // Fields after the parenthesized name: state is field 3, utime 14 and stime 15.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-        let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
-        let (Some(utime), Some(stime)) = (ticks(14), ticks(15)) else {
-            return Err(what(io::Error::other(format!("unreadable stat {stat:?}"))));
-        };
-        let used = (utime + stime).div_ceil(sys::clock_ticks());
+        let used = self
+            .init_cpu_ticks()
+            .map_err(what)?
+            .div_ceil(sys::clock_ticks());
         sys::prlimit_cpu(self.pid, used + seconds)
             .map_err(|e| what(io::Error::from_raw_os_error(e)))?;
         if self.has_children() {
@@ -382,6 +379,36 @@ impl Sandbox {
 
     /// Whether any thread of the sandbox's init has a child (live or not yet reaped). Orphans
     /// in the sandbox are re-parented to its init, so this is every other process in it.
+    /// Counts the CPU time used so far as not the run's: the outcome's `usage.cpu` starts
+    /// from here. For a sandbox pre-started in a pool, whose interpreter start and preload
+    /// happened before its run existed.
+    pub fn exclude_cpu_so_far(&mut self) {
+        let from_cgroup = self.cgroup.as_ref().and_then(|cg| cg.usage().cpu_ns);
+        self.cpu_before = match from_cgroup {
+            Some(ns) => std::time::Duration::from_nanos(ns),
+            // Without a cgroup the outcome's CPU time is the init's rusage: start from its own.
+            None => self
+                .init_cpu_ticks()
+                .map_or(std::time::Duration::ZERO, |t| {
+                    std::time::Duration::from_millis(t * 1000 / sys::clock_ticks())
+                }),
+        };
+    }
+
+    /// The init's user and system CPU time so far, in clock ticks.
+    fn init_cpu_ticks(&self) -> io::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // Fields after the parenthesized name: state is field 3, utime 14 and stime 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
+        match (ticks(14), ticks(15)) {
+            (Some(utime), Some(stime)) => Ok(utime + stime),
+            _ => Err(io::Error::other(format!("unreadable stat {stat:?}"))),
+        }
+    }
+
     fn has_children(&self) -> bool {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
             return true;

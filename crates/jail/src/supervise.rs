@@ -163,6 +163,9 @@ pub(crate) struct Watch<'a> {
     pub started: Instant,
     pub released: Instant,
     pub execed: Instant,
+    /// CPU time used before the run began (a pre-started sandbox's start and preload), which
+    /// is not the run's.
+    pub cpu_before: Duration,
 }
 
 impl Sandbox {
@@ -185,6 +188,7 @@ impl Sandbox {
             started: self.started,
             released: self.released,
             execed: self.execed,
+            cpu_before: self.cpu_before,
         };
         let (outcome, reaped) = watch.run(on_output)?;
         self.reaped = reaped;
@@ -308,6 +312,7 @@ impl Watch<'_> {
             }
             memory_limit = u.oom;
         }
+        usage.cpu = usage.cpu.saturating_sub(self.cpu_before);
         let (exit_code, signal) = if libc::WIFEXITED(wstatus) {
             (Some(libc::WEXITSTATUS(wstatus)), None)
         } else if libc::WIFSIGNALED(wstatus) {

@@ -289,7 +289,7 @@ impl Warm {
             true => crate::channel::open(&mut policy, command, 4).map(|(c, ch)| (c, Some(ch)))?,
             false => (command, None),
         };
-        let sandbox = Sandbox::spawn(&policy, &command)?;
+        let mut sandbox = Sandbox::spawn(&policy, &command)?;
         drop(command); // our copies of the sandbox's ends: EOF must come from the sandbox
         // Ready only once the interpreter is up and waiting: a run handed this sandbox must
         // not wait for the interpreter to start.
@@ -309,6 +309,8 @@ impl Warm {
         if let Some(seconds) = run_cpu {
             sandbox.restart_cpu_limit(seconds)?;
         }
+        // The interpreter's start and the preload are not the run's CPU time.
+        sandbox.exclude_cpu_so_far();
         Ok(Warm {
             host: Host::Sandbox(sandbox),
             control: ours,

@@ -767,6 +767,12 @@ fn a_slow_preload_does_not_spend_the_runs_cpu_limit() {
         // What is left is the run's own 2 s (plus under a second of rounding), not the
         // preload's allowance.
         assert!((1.0..3.0).contains(&left), "CPU seconds left to the run: {left}");
+        // Nor does the run's reported CPU time include the 2.5 s the preload burned.
+        assert!(
+            out.usage.cpu_ms < 1000,
+            "cpu_ms {} counts the preload",
+            out.usage.cpu_ms
+        );
     });
 }
 

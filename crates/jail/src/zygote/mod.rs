@@ -204,10 +204,16 @@ impl Zygote {
             started,
             ready: started,
             born: started,
+            cpu_before: Duration::ZERO,
         };
         child.await_ready()?;
         child.ready = Instant::now();
         child.born = child.ready;
+        child.cpu_before = child
+            .cgroup
+            .as_ref()
+            .and_then(|cg| cg.usage().cpu_ns)
+            .map_or(Duration::ZERO, Duration::from_nanos);
         Ok(child)
     }
 }
@@ -225,6 +231,8 @@ pub struct ZygoteChild {
     started: Instant,
     ready: Instant,
     born: Instant,
+    /// What the child's setup used before it was ready: not the run's CPU time.
+    cpu_before: Duration,
 }
 
 impl ZygoteChild {
@@ -303,6 +311,7 @@ impl ZygoteChild {
             started: self.started,
             released: self.ready,
             execed: self.ready,
+            cpu_before: self.cpu_before,
         };
         Ok(watch.run(on_output)?.0)
     }
