@@ -247,7 +247,7 @@ mod imp {
     /// Namespace flags a `clone` may not carry. CLONE_NEWTIME (0x80) shares its bit with the
     /// exit-signal byte of legacy clone, where only signals below 65 are valid, so denying it
     /// cannot refuse a legitimate call.
-    const NAMESPACE_FLAGS: [libc::c_int; 8] = [
+    pub(super) const NAMESPACE_FLAGS: [libc::c_int; 8] = [
         libc::CLONE_NEWNS,
         libc::CLONE_NEWUSER,
         libc::CLONE_NEWPID,
@@ -415,6 +415,10 @@ mod imp {
         ))
     }
 }
+
+/// A classic-BPF evaluator for the tests: what the kernel would answer for any call.
+#[cfg(all(test, target_arch = "x86_64"))]
+mod eval;
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
