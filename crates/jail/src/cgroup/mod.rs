@@ -267,10 +267,21 @@ impl Cgroup {
     }
 
     /// Whether runs' cgroups will be v2 ones, which a child is cloned straight into; v1 ones
-    /// are joined after the clone ([`Cgroup::attach`]). Fails as [`Cgroup::create`] would
-    /// when there is no usable parent.
+    /// are joined after the clone ([`Cgroup::attach`]). Only reads the host: making the parent
+    /// is left to [`Cgroup::create`], which fails if it cannot.
     pub fn clones_into() -> Result<bool, JailError> {
-        Ok(matches!(&*resolved_parent()?, Parent::V2(_)))
+        let env = env_parent();
+        if let Some((cached_env, parent)) = &*PARENT.lock().unwrap_or_else(|p| p.into_inner())
+            && *cached_env == env
+        {
+            return Ok(matches!(**parent, Parent::V2(_)));
+        }
+        let host = Host::with_env(env);
+        let v2_controllers = host.v2_controllers();
+        match choose(&host.layout, &v2_controllers) {
+            Some(version) => Ok(version == Version::V2),
+            None => Err(no_controllers(&host, &v2_controllers).into_error()),
+        }
     }
 
     /// Moves process `pid` (all its threads) into this cgroup (v1: every hierarchy's
