@@ -119,8 +119,109 @@ fn warm_errors_look_like_cold_ones() {
     });
 }
 
-#[test]
-fn state_never_leaks_between_runs_of_one_pool() {
+/// Whether this process runs as root (its real uid, from /proc: no libc needed).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// Runs this binary's ignored test `helper` as the unprivileged test user, set up by
+/// `scripts/test-user.sh`. As root, runs get distinct host uids; as an ordinary user every run
+/// has the same one, so what keeps runs apart must be tried there too. Called by a non-root
+/// test run, does nothing: the plain variant of the test already ran unprivileged.
+fn as_test_user(helper: &str) {
+    if !is_root() {
+        eprintln!("not re-run: this test process is unprivileged already");
+        return;
+    }
+    use std::hash::{Hash, Hasher};
+    let exe = std::env::current_exe().unwrap();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    exe.hash(&mut h);
+    let dir = format!("/var/tmp/airlock-test-bin-{:016x}", h.finish());
+    let setup = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/test-user.sh"
+        ))
+        .arg(&dir)
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "test user setup: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let ask = |cmd: &str, args: &[&str]| {
+        let o = std::process::Command::new(cmd).args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let id = |flag: &str| ask("id", &[flag, "airlock-test"]);
+    let passwd = ask("getent", &["passwd", "airlock-test"]);
+    let home = passwd.split(':').nth(5).unwrap_or("/").to_string();
+    let copy = format!("{dir}/{}", exe.file_name().unwrap().to_string_lossy());
+    let out = std::process::Command::new("setpriv")
+        .args([
+            format!("--reuid={}", id("-u")),
+            format!("--regid={}", id("-g")),
+            "--clear-groups".into(),
+            "--".into(),
+            copy,
+        ])
+        .args(["--exact", helper, "--ignored", "--nocapture"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home)
+        .env("USER", "airlock-test")
+        // root's pyenv interpreter lives in /root, which the user cannot enter
+        .env("AIRLOCK_PYTHON", "/usr/bin/python3")
+        .env("AIRLOCK_CGROUP_PARENT", "airlock-test-user")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{helper} as the test user:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Three tests for one isolation claim: as whoever runs the tests, as the unprivileged test
+/// user when that is root, and the ignored helper the second one runs.
+macro_rules! as_us_and_the_test_user {
+    ($test:ident, $as_user:ident, $helper:ident, $body:ident) => {
+        #[test]
+        fn $test() {
+            $body();
+        }
+
+        #[test]
+        fn $as_user() {
+            as_test_user(stringify!($helper));
+        }
+
+        #[test]
+        #[ignore = "helper: run as the test user by its `_as_the_test_user` test"]
+        fn $helper() {
+            assert!(!is_root(), "must run unprivileged");
+            $body();
+        }
+    };
+}
+
+as_us_and_the_test_user!(
+    state_never_leaks_between_runs_of_one_pool,
+    state_never_leaks_between_runs_of_one_pool_as_the_test_user,
+    state_never_leaks_unprivileged,
+    state_never_leaks
+);
+
+fn state_never_leaks() {
     rt().block_on(async {
         let s = sched(2);
         let plant = req(
@@ -182,8 +283,14 @@ fn a_request_with_other_limits_never_gets_that_sandbox() {
     });
 }
 
-#[test]
-fn concurrent_runs_see_only_themselves() {
+as_us_and_the_test_user!(
+    concurrent_runs_see_only_themselves,
+    concurrent_runs_see_only_themselves_as_the_test_user,
+    concurrent_runs_unprivileged,
+    concurrent_runs
+);
+
+fn concurrent_runs() {
     rt().block_on(async {
         let s = sched(2);
         let mut tasks = Vec::new();
@@ -537,8 +644,14 @@ print("mount", errno_of(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)))
 print("ifaces", sorted(l.split(":")[0].strip() for l in open("/proc/self/net/dev").readlines()[2:]))
 "#;
 
-#[test]
-fn python_pools_fork_from_a_zygote_into_full_isolation() {
+as_us_and_the_test_user!(
+    python_pools_fork_from_a_zygote_into_full_isolation,
+    python_pools_fork_from_a_zygote_into_full_isolation_as_the_test_user,
+    zygote_isolation_unprivileged,
+    zygote_isolation
+);
+
+fn zygote_isolation() {
     rt().block_on(async {
         let s = sched(2);
         let r = req(Language::Python, ISOLATION_PROBE);

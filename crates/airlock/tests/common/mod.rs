@@ -87,54 +87,36 @@ fn setup() -> &'static Option<Who> {
         if !is_root() {
             return None;
         }
-        let script = format!(
-            r#"set -e
-exec 9>/var/lock/airlock-test-setup.lock
-flock 9
-id -u {u} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {u}
-home=$(getent passwd {u} | cut -d: -f6)
-printf '%s' '{s}' > {rm}; chmod 600 {rm}
-printf '%s' '{s}' > "$home/airlock-marker-secret"; chown {u}: "$home/airlock-marker-secret"; chmod 600 "$home/airlock-marker-secret"
-mkdir -p "$home/.ssh"; printf '%s' '{s}' > "$home/.ssh/id_ed25519"; chown -R {u}: "$home/.ssh"; chmod 700 "$home/.ssh"
-printf '%s' '{s}' > {tm}; chmod 644 {tm}
-mkdir -p {bd}; chmod 755 {bd}
-if ! cmp -s {bin} {bd}/airlock; then cp {bin} {bd}/airlock.new; chmod 755 {bd}/airlock.new; mv {bd}/airlock.new {bd}/airlock; fi
-# uv (the Python installer) usually lives in root's interpreter prefix, which this user cannot enter.
-uvbin=$(python3 -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null || true)
-if [ -n "$uvbin" ] && ! cmp -s "$uvbin" {bd}/uv; then cp "$uvbin" {bd}/uv.new; chmod 755 {bd}/uv.new; mv {bd}/uv.new {bd}/uv; fi
-uid=$(id -u {u}); gid=$(id -g {u})
-if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
-  # pure cgroup v2: delegate a subtree with the controllers enabled
-  for c in memory pids cpu; do echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true; done
-  d=/sys/fs/cgroup/{cg}; mkdir -p $d
-  chown $uid:$gid $d $d/cgroup.procs $d/cgroup.subtree_control $d/cgroup.threads
-else
-  for c in memory pids cpu cpuacct; do
-    m=$(awk -v c=$c '$3=="cgroup" && (","$4",") ~ (","c",") {{print $2; exit}}' /proc/mounts)
-    [ -n "$m" ] || continue
-    mkdir -p $m/{cg}
-    # Not -R: the user's own runs create and remove run-* cgroups below it meanwhile.
-    chown $uid:$gid $m/{cg}
-    find $m/{cg} -maxdepth 1 -type f -exec chown $uid:$gid {{}} +
-  done
-fi
-"#,
-            u = TEST_USER,
-            s = SECRET,
-            rm = ROOT_MARKER,
-            tm = TMP_MARKER,
-            bd = user_bin_dir(),
-            bin = bin().display(),
-            cg = USER_CGROUP,
+        // The binary goes where the user can execute it (the checkout may sit in a private home).
+        let out = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../scripts/test-user.sh"
+            ))
+            .arg(user_bin_dir())
+            .arg(bin())
+            .env("AIRLOCK_TEST_SECRET", SECRET)
+            .env("AIRLOCK_TEST_ROOT_MARKER", ROOT_MARKER)
+            .env("AIRLOCK_TEST_TMP_MARKER", TMP_MARKER)
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "test setup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        let out = sh(&script);
-        assert!(out.status.success(), "test setup failed: {}", String::from_utf8_lossy(&out.stderr));
         let uid = id_of(TEST_USER, "-u").expect("test user exists");
         let gid = id_of(TEST_USER, "-g").expect("test user exists");
-        let home = String::from_utf8_lossy(&sh(&format!("getent passwd {TEST_USER} | cut -d: -f6")).stdout)
-            .trim()
-            .to_owned();
-        Some(Who::User { uid, gid, home: PathBuf::from(home) })
+        let home = String::from_utf8_lossy(
+            &sh(&format!("getent passwd {TEST_USER} | cut -d: -f6")).stdout,
+        )
+        .trim()
+        .to_owned();
+        Some(Who::User {
+            uid,
+            gid,
+            home: PathBuf::from(home),
+        })
     })
 }
 
