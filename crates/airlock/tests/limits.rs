@@ -104,6 +104,28 @@ both!(output_flood_is_capped_exactly, |who| {
     assert_eq!(v["stdout_truncated"], false);
 });
 
+// Past the cap a stream keeps its head and its end: a traceback after a flood of warnings
+// still reaches the result, parsed.
+both!(a_flooded_stderr_keeps_its_traceback, |who| {
+    let v = py(
+        who,
+        "import sys\nsys.stderr.write('warning: noise\\n' * 300_000)\nraise ValueError('the last words')",
+    );
+    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(v["stderr_truncated"], true);
+    let stderr = v["stderr"].as_str().unwrap();
+    assert_eq!(stderr.len(), 1 << 20);
+    assert!(stderr.starts_with("warning: noise\n"), "{}", &stderr[..100]);
+    assert!(stderr.contains("[... airlock: output truncated here ...]"));
+    assert!(
+        stderr.trim_end().ends_with("ValueError: the last words"),
+        "{}",
+        &stderr[stderr.len() - 200..]
+    );
+    assert_eq!(v["error"]["type"], "ValueError", "{}", v["error"]);
+    assert_eq!(v["error"]["message"], "the last words");
+});
+
 both!(filling_tmp_hits_enospc, |who| {
     let v = sh_in(
         who,

@@ -19,6 +19,7 @@ use crate::error::{JailError, Result};
 use crate::landlock::{self, LandlockRules};
 use crate::policy::{CgroupMode, Network, Policy, SANDBOX_GID, SANDBOX_UID, SANDBOX_USER};
 use crate::seccomp::{self, Profile};
+use crate::supervise::CpuBefore;
 use crate::sys::{self, CloneArgs};
 use crate::uid::{self, HostIdentity};
 
@@ -74,7 +75,7 @@ pub struct Sandbox {
     pub(crate) released: Instant,
     pub(crate) execed: Instant,
     /// See [`Sandbox::exclude_cpu_so_far`].
-    pub(crate) cpu_before: std::time::Duration,
+    pub(crate) cpu_before: CpuBefore,
     pub(crate) reaped: bool,
     pub(crate) wants_listener: bool,
     pub(crate) listener: Option<OwnedFd>,
@@ -232,7 +233,7 @@ impl Sandbox {
             started,
             released: started,
             execed: started,
-            cpu_before: std::time::Duration::ZERO,
+            cpu_before: CpuBefore::default(),
             reaped: false,
             wants_listener: policy.loopback_listener.is_some(),
             listener: None,
@@ -272,12 +273,13 @@ impl Sandbox {
             }
         };
         go("releasing the sandbox child")?;
-        if self.cgroup_pending {
+        // A cgroup made only now was not cloned into, whichever version it turned out to be.
+        let made_now = std::mem::take(&mut self.cgroup_pending);
+        if made_now {
             self.cgroup = create_cgroup(&self.limits, CgroupMode::Required)?;
-            self.cgroup_pending = false;
         }
         if let Some(cg) = &self.cgroup
-            && cg.dir_fd().is_none()
+            && (made_now || cg.dir_fd().is_none())
         {
             cg.attach(self.pid)?;
         }
@@ -363,10 +365,9 @@ impl Sandbox {
                 e,
             )
         };
-        let used = self
-            .init_cpu_ticks()
-            .map_err(what)?
-            .div_ceil(sys::clock_ticks());
+        // RLIMIT_CPU counts the process's own time only.
+        let (own, _) = self.init_cpu_ticks().map_err(what)?;
+        let used = own.div_ceil(sys::clock_ticks());
         sys::prlimit_cpu(self.pid, used + seconds)
             .map_err(|e| what(io::Error::from_raw_os_error(e)))?;
         if self.has_children() {
@@ -377,38 +378,42 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Whether any thread of the sandbox's init has a child (live or not yet reaped). Orphans
-    /// in the sandbox are re-parented to its init, so this is every other process in it.
     /// Counts the CPU time used so far as not the run's: the outcome's `usage.cpu` starts
     /// from here. For a sandbox pre-started in a pool, whose interpreter start and preload
-    /// happened before its run existed.
+    /// happened before its run existed (CPU it uses idling in the pool still counts).
     pub fn exclude_cpu_so_far(&mut self) {
-        let from_cgroup = self.cgroup.as_ref().and_then(|cg| cg.usage().cpu_ns);
-        self.cpu_before = match from_cgroup {
-            Some(ns) => std::time::Duration::from_nanos(ns),
-            // Without a cgroup the outcome's CPU time is the init's rusage: start from its own.
-            None => self
-                .init_cpu_ticks()
-                .map_or(std::time::Duration::ZERO, |t| {
-                    std::time::Duration::from_millis(t * 1000 / sys::clock_ticks())
-                }),
+        let ticks = self
+            .init_cpu_ticks()
+            .map_or(0, |(own, reaped)| own + reaped);
+        self.cpu_before = CpuBefore {
+            cgroup: self
+                .cgroup
+                .as_ref()
+                .and_then(|cg| cg.usage().cpu_ns)
+                .map(std::time::Duration::from_nanos),
+            // What the init's rusage will count: its own time and its reaped children's.
+            rusage: std::time::Duration::from_nanos(ticks * 1_000_000_000 / sys::clock_ticks()),
         };
     }
 
-    /// The init's user and system CPU time so far, in clock ticks.
-    fn init_cpu_ticks(&self) -> io::Result<u64> {
+    /// The init's user and system CPU time so far, and that of its reaped children, in clock
+    /// ticks.
+    fn init_cpu_ticks(&self) -> io::Result<(u64, u64)> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
-        // Fields after the parenthesized name: state is field 3, utime 14 and stime 15.
+        // Fields after the parenthesized name: state is field 3, utime 14 and stime 15, the
+        // reaped children's cutime 16 and cstime 17.
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
         let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
-        match (ticks(14), ticks(15)) {
-            (Some(utime), Some(stime)) => Ok(utime + stime),
+        match (ticks(14), ticks(15), ticks(16), ticks(17)) {
+            (Some(u), Some(s), Some(cu), Some(cs)) => Ok((u + s, cu + cs)),
             _ => Err(io::Error::other(format!("unreadable stat {stat:?}"))),
         }
     }
 
+    /// Whether any thread of the sandbox's init has a child (live or not yet reaped). Orphans
+    /// in the sandbox are re-parented to its init, so this is every other process in it.
     fn has_children(&self) -> bool {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
             return true;

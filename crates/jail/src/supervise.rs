@@ -66,6 +66,18 @@ struct Capture {
     cap: usize,
     truncated: bool,
     stream: Stream,
+    /// Once past the cap: the latest bytes, a ring of `tail_len(cap)` starting at `tail_at`.
+    tail: Vec<u8>,
+    tail_at: usize,
+}
+
+/// Put between the head and the tail of a truncated capture.
+const CUT: &[u8] = b"\n[... airlock: output truncated here ...]\n";
+
+/// How much of a capped stream's end is kept: a program's last words (a traceback, a final
+/// result) matter more than its middle. None for caps too small to split.
+fn tail_len(cap: usize) -> usize {
+    if cap < 16 * CUT.len() { 0 } else { cap / 4 }
 }
 
 impl Capture {
@@ -84,14 +96,54 @@ impl Capture {
             cap,
             truncated: false,
             stream,
+            tail: Vec::new(),
+            tail_at: 0,
         })
     }
 
-    /// Reads what is available; keeps up to `cap` bytes, drops the rest (and says so).
+    /// Keeps `data`, past the cap, as the latest bytes of the tail ring.
+    fn keep_tail(&mut self, data: &[u8]) {
+        let len = tail_len(self.cap);
+        if len == 0 {
+            return;
+        }
+        let mut data = &data[data.len().saturating_sub(len)..];
+        if self.tail.len() < len {
+            let (fill, rest) = data.split_at(data.len().min(len - self.tail.len()));
+            self.tail.extend_from_slice(fill);
+            data = rest;
+        }
+        while !data.is_empty() {
+            let n = (len - self.tail_at).min(data.len());
+            self.tail[self.tail_at..self.tail_at + n].copy_from_slice(&data[..n]);
+            self.tail_at = (self.tail_at + n) % len;
+            data = &data[n..];
+        }
+    }
+
+    /// What was captured, at most `cap` bytes: everything, or once past the cap its head, a
+    /// marker and its tail.
+    fn finish(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.buf);
+        if self.tail.is_empty() {
+            return out;
+        }
+        out.truncate(self.cap - tail_len(self.cap) - CUT.len());
+        out.extend_from_slice(CUT);
+        let (newer, older) = self.tail.split_at(self.tail_at);
+        out.extend_from_slice(older);
+        out.extend_from_slice(newer);
+        out
+    }
+
+    /// Reads what is available; keeps up to `cap` bytes and passes them on, then only the end
+    /// of what follows (and says so).
     fn drain(&mut self, chunk: &mut [u8], on_output: &mut dyn FnMut(Stream, &[u8])) {
-        let Some(fd) = &self.fd else { return };
+        let Some(fd) = self.fd.as_ref().map(|fd| fd.as_raw_fd()) else {
+            return;
+        };
         loop {
-            match sys::read(fd.as_raw_fd(), chunk) {
+            match sys::read(fd, chunk) {
                 Ok(0) => {
                     self.fd = None;
                     return;
@@ -105,6 +157,7 @@ impl Capture {
                     }
                     if keep < n {
                         self.truncated = true;
+                        self.keep_tail(&chunk[keep..n]);
                     }
                 }
                 Err(libc::EINTR) => {}
@@ -165,7 +218,17 @@ pub(crate) struct Watch<'a> {
     pub execed: Instant,
     /// CPU time used before the run began (a pre-started sandbox's start and preload), which
     /// is not the run's.
-    pub cpu_before: Duration,
+    pub cpu_before: CpuBefore,
+}
+
+/// CPU time used before a run began, as each source of the outcome's CPU time counts it, so
+/// that what is subtracted is always of the same source as what it is subtracted from.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CpuBefore {
+    /// The cgroup's usage, where there was one to read.
+    pub cgroup: Option<Duration>,
+    /// What the init's rusage counts (its own time and its reaped children's).
+    pub rusage: Duration,
 }
 
 impl Sandbox {
@@ -298,7 +361,7 @@ impl Watch<'_> {
         let (wstatus, rusage) = status.unwrap_or((0, empty_rusage()));
 
         let mut usage = Usage {
-            cpu: tv(rusage.ru_utime) + tv(rusage.ru_stime),
+            cpu: (tv(rusage.ru_utime) + tv(rusage.ru_stime)).saturating_sub(self.cpu_before.rusage),
             memory_peak_bytes: (rusage.ru_maxrss.max(0) as u64) * 1024,
         };
         let mut memory_limit = false;
@@ -308,11 +371,11 @@ impl Watch<'_> {
                 usage.memory_peak_bytes = peak;
             }
             if let Some(ns) = u.cpu_ns {
-                usage.cpu = Duration::from_nanos(ns);
+                let before = self.cpu_before.cgroup.unwrap_or_default();
+                usage.cpu = Duration::from_nanos(ns).saturating_sub(before);
             }
             memory_limit = u.oom;
         }
-        usage.cpu = usage.cpu.saturating_sub(self.cpu_before);
         let (exit_code, signal) = if libc::WIFEXITED(wstatus) {
             (Some(libc::WEXITSTATUS(wstatus)), None)
         } else if libc::WIFSIGNALED(wstatus) {
@@ -331,8 +394,8 @@ impl Watch<'_> {
             signal,
             timed_out,
             memory_limit,
-            stdout: std::mem::take(&mut out.buf),
-            stderr: std::mem::take(&mut err.buf),
+            stdout: out.finish(),
+            stderr: err.finish(),
             stdout_truncated: out.truncated,
             stderr_truncated: err.truncated,
             timing,
@@ -390,4 +453,79 @@ fn tv(t: libc::timeval) -> Duration {
 fn empty_rusage() -> libc::rusage {
     // SAFETY: rusage is plain old data; all-zero is valid.
     unsafe { std::mem::zeroed() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+
+    /// Captures `writes` (written one by one, drained after each) under `cap`.
+    fn capture(cap: usize, writes: &[&[u8]]) -> (Vec<u8>, bool, Vec<u8>) {
+        let (r, w) = sys::pipe().unwrap();
+        // SAFETY: pipe returned two fresh descriptors that nothing else owns.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) };
+        let mut c = Capture::new(Some(r), cap, Stream::Stderr).unwrap();
+        let mut streamed = Vec::new();
+        let mut chunk = vec![0u8; 7]; // smaller than the writes: reads split them
+        for data in writes {
+            sys::write_all(w.as_raw_fd(), data).unwrap();
+            c.drain(&mut chunk, &mut |_, d| streamed.extend_from_slice(d));
+        }
+        drop(w);
+        c.drain(&mut chunk, &mut |_, d| streamed.extend_from_slice(d));
+        assert!(c.fd.is_none(), "EOF seen");
+        (c.finish(), c.truncated, streamed)
+    }
+
+    #[test]
+    fn under_the_cap_everything_is_kept() {
+        let (out, truncated, streamed) = capture(4096, &[b"hello ", b"world"]);
+        assert_eq!(out, b"hello world");
+        assert!(!truncated);
+        assert_eq!(streamed, b"hello world");
+    }
+
+    #[test]
+    fn past_the_cap_the_head_and_the_tail_are_kept_in_exactly_cap_bytes() {
+        let cap = 4096;
+        let head = vec![b'h'; 3000];
+        let middle = vec![b'm'; 50_000];
+        let end = b"Traceback: ValueError: the last words".to_vec();
+        let (out, truncated, streamed) = capture(cap, &[&head, &middle, &end]);
+        assert!(truncated);
+        assert_eq!(out.len(), cap);
+        assert!(out.starts_with(&head[..100]));
+        assert!(
+            out.ends_with(&end),
+            "{:?}",
+            String::from_utf8_lossy(&out[out.len() - 80..])
+        );
+        let cut = out
+            .windows(CUT.len())
+            .position(|w| w == CUT)
+            .expect("the marker");
+        assert_eq!(cut, cap - tail_len(cap) - CUT.len());
+        // Live output stops at the cap: what was streamed is the head as it came.
+        assert_eq!(streamed.len(), cap);
+        assert!(streamed.iter().take(3000).all(|&b| b == b'h'));
+    }
+
+    #[test]
+    fn a_tail_that_wraps_keeps_the_latest_bytes_in_order() {
+        let cap = 4096;
+        let writes: Vec<Vec<u8>> = (0..400u32)
+            .map(|i| format!("{i:05} ").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = writes.iter().map(Vec::as_slice).collect();
+        let (out, _, _) = capture(cap, &refs);
+        let all: Vec<u8> = writes.concat();
+        assert!(out.ends_with(&all[all.len() - tail_len(cap)..]));
+    }
+
+    #[test]
+    fn a_tiny_cap_keeps_only_its_head() {
+        let (out, truncated, _) = capture(10, &[b"0123456789abcdef"]);
+        assert_eq!((out.as_slice(), truncated), (&b"0123456789"[..], true));
+    }
 }

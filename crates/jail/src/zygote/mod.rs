@@ -28,7 +28,7 @@ use crate::error::{JailError, Result};
 use crate::policy::{CgroupMode, Limits, Network, Policy};
 use crate::seccomp::Profile;
 use crate::spawn::{Command, Killer, Sandbox, pipe, socketpair};
-use crate::supervise::{Exit, Outcome, Stream, Watch, report};
+use crate::supervise::{CpuBefore, Exit, Outcome, Stream, Watch, report};
 use crate::sys;
 
 /// Message tag of a fork request on the zygote's control socket.
@@ -204,16 +204,17 @@ impl Zygote {
             started,
             ready: started,
             born: started,
-            cpu_before: Duration::ZERO,
+            cpu_before: CpuBefore::default(),
         };
         child.await_ready()?;
         child.ready = Instant::now();
         child.born = child.ready;
-        child.cpu_before = child
+        // The reported rusage is the run's process's alone; its cgroup also had the setup.
+        child.cpu_before.cgroup = child
             .cgroup
             .as_ref()
             .and_then(|cg| cg.usage().cpu_ns)
-            .map_or(Duration::ZERO, Duration::from_nanos);
+            .map(Duration::from_nanos);
         Ok(child)
     }
 }
@@ -232,7 +233,7 @@ pub struct ZygoteChild {
     ready: Instant,
     born: Instant,
     /// What the child's setup used before it was ready: not the run's CPU time.
-    cpu_before: Duration,
+    cpu_before: CpuBefore,
 }
 
 impl ZygoteChild {
