@@ -399,17 +399,7 @@ impl Sandbox {
     /// The init's user and system CPU time so far, and that of its reaped children, in clock
     /// ticks.
     fn init_cpu_ticks(&self) -> io::Result<(u64, u64)> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
-        // Fields after the parenthesized name: state is field 3, utime 14 and stime 15, the
-        // reaped children's cutime 16 and cstime 17.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-        let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
-        match (ticks(14), ticks(15), ticks(16), ticks(17)) {
-            (Some(u), Some(s), Some(cu), Some(cs)) => Ok((u + s, cu + cs)),
-            _ => Err(io::Error::other(format!("unreadable stat {stat:?}"))),
-        }
+        cpu_ticks_of(self.pid)
     }
 
     /// Whether any thread of the sandbox's init has a child (live or not yet reaped). Orphans
@@ -534,6 +524,50 @@ fn identity_maps(id: &HostIdentity) -> IdMaps {
         uid_map: format!("{SANDBOX_UID} {} 1\n", id.uid),
         gid_map: format!("{SANDBOX_GID} {} 1\n", id.gid),
     }
+}
+
+/// A process's user and system CPU time so far, and that of its reaped children, in clock
+/// ticks, as the kernel counts them in `/proc/<pid>/stat`.
+fn cpu_ticks_of(pid: i32) -> io::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesized name: state is field 3, utime 14 and stime 15, the
+    // reaped children's cutime 16 and cstime 17.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
+    match (ticks(14), ticks(15), ticks(16), ticks(17)) {
+        (Some(u), Some(s), Some(cu), Some(cs)) => Ok((u + s, cu + cs)),
+        _ => Err(io::Error::other(format!("unreadable stat {stat:?}"))),
+    }
+}
+
+/// What the kernel counts for the host process `pid` so far: its CPU time and that of its
+/// reaped children, and its peak resident memory (`VmHWM`). For a long-lived sandbox's init
+/// (a session), read from outside, so that the code inside cannot misreport it.
+pub fn process_usage(pid: i32) -> io::Result<crate::Usage> {
+    let (own, reaped) = cpu_ticks_of(pid)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    Ok(crate::Usage {
+        cpu: std::time::Duration::from_nanos((own + reaped) * 1_000_000_000 / sys::clock_ticks()),
+        memory_peak_bytes: hwm_kib * 1024,
+    })
+}
+
+/// Sends `data` (not empty) with the descriptors `fds` in one message over the UNIX socket
+/// `sock` (SCM_RIGHTS): how a long-lived sandbox is given fresh pipes for each of its calls.
+pub fn send_with_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<()> {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    sys::send_fds(sock.as_raw_fd(), data, &raw).map_err(io::Error::from_raw_os_error)
 }
 
 /// A fresh name for a run's cgroup, `run-<supervisor pid>-<counter>` (what `cleanup_stale`

@@ -62,10 +62,18 @@ const KILL_REPORT_GRACE: Duration = Duration::from_secs(5);
 
 struct Capture {
     fd: Option<OwnedFd>,
+    kept: OutputCap,
+    stream: Stream,
+}
+
+/// One output stream's captured bytes, at most `cap` of them: everything while under the cap;
+/// once past it, the head, a marker, and the latest bytes (a program's last words, such as a
+/// traceback or a final result, matter more than its middle).
+#[derive(Debug)]
+pub struct OutputCap {
     buf: Vec<u8>,
     cap: usize,
     truncated: bool,
-    stream: Stream,
     /// Once past the cap: the latest bytes, a ring of `tail_len(cap)` starting at `tail_at`.
     tail: Vec<u8>,
     tail_at: usize,
@@ -74,31 +82,38 @@ struct Capture {
 /// Put between the head and the tail of a truncated capture.
 const CUT: &[u8] = b"\n[... airlock: output truncated here ...]\n";
 
-/// How much of a capped stream's end is kept: a program's last words (a traceback, a final
-/// result) matter more than its middle. None for caps too small to split.
+/// How much of a capped stream's end is kept. None for caps too small to split.
 fn tail_len(cap: usize) -> usize {
     if cap < 16 * CUT.len() { 0 } else { cap / 4 }
 }
 
-impl Capture {
-    fn new(fd: Option<OwnedFd>, cap: usize, stream: Stream) -> Result<Capture> {
-        if let Some(fd) = &fd {
-            sys::set_nonblocking(fd.as_raw_fd()).map_err(|e| {
-                JailError::host(
-                    "making an output pipe non-blocking",
-                    std::io::Error::from_raw_os_error(e),
-                )
-            })?;
-        }
-        Ok(Capture {
-            fd,
+impl OutputCap {
+    pub fn new(cap: usize) -> OutputCap {
+        OutputCap {
             buf: Vec::new(),
             cap,
             truncated: false,
-            stream,
             tail: Vec::new(),
             tail_at: 0,
-        })
+        }
+    }
+
+    /// Takes in `data`; returns the part of it that is within the cap, which is what a live
+    /// stream passes on (past the cap, only the tail is kept, and not streamed).
+    pub fn push<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+        let room = self.cap.saturating_sub(self.buf.len());
+        let (head, rest) = data.split_at(data.len().min(room));
+        self.buf.extend_from_slice(head);
+        if !rest.is_empty() {
+            self.truncated = true;
+            self.keep_tail(rest);
+        }
+        head
+    }
+
+    /// Whether more than `cap` bytes came.
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
 
     /// Keeps `data`, past the cap, as the latest bytes of the tail ring.
@@ -123,7 +138,7 @@ impl Capture {
 
     /// What was captured, at most `cap` bytes: everything, or once past the cap its head, a
     /// marker and its tail.
-    fn finish(&mut self) -> Vec<u8> {
+    pub fn finish(&mut self) -> Vec<u8> {
         let mut out = std::mem::take(&mut self.buf);
         if self.tail.is_empty() {
             return out;
@@ -134,6 +149,24 @@ impl Capture {
         out.extend_from_slice(older);
         out.extend_from_slice(newer);
         out
+    }
+}
+
+impl Capture {
+    fn new(fd: Option<OwnedFd>, cap: usize, stream: Stream) -> Result<Capture> {
+        if let Some(fd) = &fd {
+            sys::set_nonblocking(fd.as_raw_fd()).map_err(|e| {
+                JailError::host(
+                    "making an output pipe non-blocking",
+                    std::io::Error::from_raw_os_error(e),
+                )
+            })?;
+        }
+        Ok(Capture {
+            fd,
+            kept: OutputCap::new(cap),
+            stream,
+        })
     }
 
     /// Reads what is available; keeps up to `cap` bytes and passes them on, then only the end
@@ -149,15 +182,9 @@ impl Capture {
                     return;
                 }
                 Ok(n) => {
-                    let room = self.cap.saturating_sub(self.buf.len());
-                    let keep = n.min(room);
-                    if keep > 0 {
-                        self.buf.extend_from_slice(&chunk[..keep]);
-                        on_output(self.stream, &chunk[..keep]);
-                    }
-                    if keep < n {
-                        self.truncated = true;
-                        self.keep_tail(&chunk[keep..n]);
+                    let head = self.kept.push(&chunk[..n]);
+                    if !head.is_empty() {
+                        on_output(self.stream, head);
                     }
                 }
                 Err(libc::EINTR) => {}
@@ -394,10 +421,10 @@ impl Watch<'_> {
             signal,
             timed_out,
             memory_limit,
-            stdout: out.finish(),
-            stderr: err.finish(),
-            stdout_truncated: out.truncated,
-            stderr_truncated: err.truncated,
+            stdout: out.kept.finish(),
+            stderr: err.kept.finish(),
+            stdout_truncated: out.kept.truncated(),
+            stderr_truncated: err.kept.truncated(),
             timing,
             usage,
         };
@@ -475,7 +502,7 @@ mod tests {
         drop(w);
         c.drain(&mut chunk, &mut |_, d| streamed.extend_from_slice(d));
         assert!(c.fd.is_none(), "EOF seen");
-        (c.finish(), c.truncated, streamed)
+        (c.kept.finish(), c.kept.truncated(), streamed)
     }
 
     #[test]
