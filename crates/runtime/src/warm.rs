@@ -19,7 +19,10 @@ use crate::request::RunRequest;
 use crate::result::RunResult;
 use crate::run::{policy_for, result_from};
 
-const PYTHON_AGENT: &str = include_str!("agents/agent.py");
+const PYTHON_AGENT: &str = concat!(
+    include_str!("agents/common.py"),
+    include_str!("agents/agent.py")
+);
 const PYTHON_ZYGOTE: &str = include_str!("agents/zygote.py");
 const PYTHON_PRELOAD: &str = include_str!("agents/preload.py");
 /// airlock's jail built as the shared object a zygote loads (see build.rs).
@@ -127,13 +130,13 @@ pub(crate) fn zygote_serves(req: &RunRequest) -> bool {
 /// What a pooled sandbox for requests like `template` is made of: a run's interpreter and
 /// policy, without the code file (the code arrives on the control channel), and the run's
 /// environment (installed now if it is not yet), mounted.
-struct PoolSetup {
-    interp: &'static Interpreter,
-    policy: jail::Policy,
-    env: Option<Arc<Environment>>,
+pub(crate) struct PoolSetup {
+    pub(crate) interp: &'static Interpreter,
+    pub(crate) policy: jail::Policy,
+    pub(crate) env: Option<Arc<Environment>>,
 }
 
-fn pool_setup(template: &RunRequest) -> Result<PoolSetup, RuntimeError> {
+pub(crate) fn pool_setup(template: &RunRequest) -> Result<PoolSetup, RuntimeError> {
     let interp = language::locate(template.language)?;
     let env = crate::environment::ensure_for(template, interp, &mut |_| {})?.map(Arc::new);
     let (mut policy, _) = policy_for(template, interp);
@@ -293,19 +296,7 @@ impl Warm {
         drop(command); // our copies of the sandbox's ends: EOF must come from the sandbox
         // Ready only once the interpreter is up and waiting: a run handed this sandbox must
         // not wait for the interpreter to start.
-        let mut ready = [0u8; 1];
-        let said_ready = ours
-            .set_read_timeout(Some(READY_TIMEOUT))
-            .and_then(|()| std::io::Read::read_exact(&mut &ours, &mut ready))
-            .and_then(|()| ours.set_read_timeout(None));
-        if said_ready.is_err() || ready != *b"R" {
-            return Err(RuntimeError::Sandbox(jail::JailError::Host {
-                what: "starting a pre-started interpreter".into(),
-                source: said_ready
-                    .err()
-                    .unwrap_or_else(|| std::io::Error::other("unexpected readiness byte")),
-            }));
-        }
+        await_ready(&ours, "starting a pre-started interpreter")?;
         if let Some(seconds) = run_cpu {
             sandbox.restart_cpu_limit(seconds)?;
         }
@@ -385,6 +376,24 @@ impl Warm {
     }
 }
 
+/// Waits (up to `READY_TIMEOUT`) for the agent behind `control` to say it is ready for its code.
+pub(crate) fn await_ready(control: &UnixStream, what: &str) -> Result<(), RuntimeError> {
+    let mut ready = [0u8; 1];
+    let said_ready = control
+        .set_read_timeout(Some(READY_TIMEOUT))
+        .and_then(|()| std::io::Read::read_exact(&mut &*control, &mut ready))
+        .and_then(|()| control.set_read_timeout(None));
+    if said_ready.is_err() || ready != *b"R" {
+        return Err(RuntimeError::Sandbox(jail::JailError::Host {
+            what: what.into(),
+            source: said_ready
+                .err()
+                .unwrap_or_else(|| std::io::Error::other("unexpected readiness byte")),
+        }));
+    }
+    Ok(())
+}
+
 /// The code never reached the sandbox: nothing of the run happened.
 #[derive(Debug)]
 pub(crate) struct Undelivered;
@@ -419,7 +428,7 @@ fn sandbox_failure(message: String) -> RunResult {
     }
 }
 
-fn agent_file(path: &str, text: &str) -> File {
+pub(crate) fn agent_file(path: &str, text: &str) -> File {
     File {
         target: PathBuf::from(path),
         contents: text.as_bytes().to_vec(),

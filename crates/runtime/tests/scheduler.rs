@@ -6,59 +6,8 @@ use std::time::Duration;
 
 use airlock_runtime::{Language, RunRequest, Scheduler, SchedulerConfig, Status};
 
-fn req(lang: Language, code: &str) -> RunRequest {
-    RunRequest {
-        language: lang,
-        code: code.as_bytes().to_vec(),
-        ..RunRequest::default()
-    }
-}
-
-fn sched(pool_size: usize) -> Scheduler {
-    track(Scheduler::new(SchedulerConfig {
-        pool_size,
-        ..SchedulerConfig::default()
-    }))
-}
-
-fn track(s: Scheduler) -> Scheduler {
-    MADE.with(|m| m.borrow_mut().push(s.clone()));
-    s
-}
-
-thread_local! {
-    // Per test thread, so tests sharing one process (cargo test) never stop each other's.
-    static MADE: std::cell::RefCell<Vec<Scheduler>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs a test body, then shuts every scheduler it made down, so no sandbox or cgroup of the
-/// test outlives it.
-struct Rt(tokio::runtime::Runtime);
-
-impl Rt {
-    fn block_on<F: std::future::Future<Output = ()>>(&self, f: F) {
-        self.0.block_on(f);
-        let all = MADE.with(|m| std::mem::take(&mut *m.borrow_mut()));
-        self.0.block_on(async move {
-            for s in all {
-                s.shutdown().await;
-            }
-        });
-    }
-}
-
-fn rt() -> Rt {
-    Rt(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap())
-}
-
-async fn run(s: &Scheduler, r: RunRequest) -> airlock_runtime::RunResult {
-    s.run(r, Box::new(|_, _| {}))
-        .await
-        .expect("the run completes")
-}
+mod common;
+use common::*;
 
 #[test]
 fn warm_runs_in_every_language() {
@@ -117,101 +66,6 @@ fn warm_errors_look_like_cold_ones() {
         s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap();
         assert_eq!(run(&s, r).await.exit_code, Some(7));
     });
-}
-
-/// Whether this process runs as root (its real uid, from /proc: no libc needed).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-    })
-}
-
-/// Runs this binary's ignored test `helper` as the unprivileged test user, set up by
-/// `scripts/test-user.sh`. As root, runs get distinct host uids; as an ordinary user every run
-/// has the same one, so what keeps runs apart must be tried there too. Called by a non-root
-/// test run, does nothing: the plain variant of the test already ran unprivileged.
-fn as_test_user(helper: &str) {
-    if !is_root() {
-        eprintln!("not re-run: this test process is unprivileged already");
-        return;
-    }
-    use std::hash::{Hash, Hasher};
-    let exe = std::env::current_exe().unwrap();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    exe.hash(&mut h);
-    let dir = format!("/var/tmp/airlock-test-bin-{:016x}", h.finish());
-    let setup = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../scripts/test-user.sh"
-        ))
-        .arg(&dir)
-        .arg(&exe)
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "test user setup: {}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-    let ask = |cmd: &str, args: &[&str]| {
-        let o = std::process::Command::new(cmd).args(args).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
-    let id = |flag: &str| ask("id", &[flag, "airlock-test"]);
-    let passwd = ask("getent", &["passwd", "airlock-test"]);
-    let home = passwd.split(':').nth(5).unwrap_or("/").to_string();
-    let copy = format!("{dir}/{}", exe.file_name().unwrap().to_string_lossy());
-    let out = std::process::Command::new("setpriv")
-        .args([
-            format!("--reuid={}", id("-u")),
-            format!("--regid={}", id("-g")),
-            "--clear-groups".into(),
-            "--".into(),
-            copy,
-        ])
-        .args(["--exact", helper, "--ignored", "--nocapture"])
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", home)
-        .env("USER", "airlock-test")
-        // root's pyenv interpreter lives in /root, which the user cannot enter
-        .env("AIRLOCK_PYTHON", "/usr/bin/python3")
-        .env("AIRLOCK_CGROUP_PARENT", "airlock-test-user")
-        .current_dir("/")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "{helper} as the test user:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Three tests for one isolation claim: as whoever runs the tests, as the unprivileged test
-/// user when that is root, and the ignored helper the second one runs.
-macro_rules! as_us_and_the_test_user {
-    ($test:ident, $as_user:ident, $helper:ident, $body:ident) => {
-        #[test]
-        fn $test() {
-            $body();
-        }
-
-        #[test]
-        fn $as_user() {
-            as_test_user(stringify!($helper));
-        }
-
-        #[test]
-        #[ignore = "helper: run as the test user by its `_as_the_test_user` test"]
-        fn $helper() {
-            assert!(!is_root(), "must run unprivileged");
-            $body();
-        }
-    };
 }
 
 as_us_and_the_test_user!(
@@ -309,45 +163,6 @@ fn concurrent_runs() {
             assert_eq!(out.stdout.trim(), format!("{i} {i} 0 1"), "run {i} saw another run");
         }
     });
-}
-
-/// Processes descending from this test process (other tests run in parallel processes).
-fn our_descendants() -> Vec<(i32, i32, String, String)> {
-    let all: Vec<(i32, i32, String, String)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter_map(|pid: i32| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let ppid = status
-                .lines()
-                .find_map(|l| l.strip_prefix("PPid:\t"))?
-                .parse()
-                .ok()?;
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            Some((
-                pid,
-                ppid,
-                comm.trim().to_string(),
-                String::from_utf8_lossy(&cmd).into_owned(),
-            ))
-        })
-        .collect();
-    let mut ours = vec![std::process::id() as i32];
-    let mut found = Vec::new();
-    loop {
-        let next: Vec<_> = all
-            .iter()
-            .filter(|p| ours.contains(&p.1) && !ours.contains(&p.0))
-            .cloned()
-            .collect();
-        if next.is_empty() {
-            return found;
-        }
-        ours.extend(next.iter().map(|p| p.0));
-        found.extend(next);
-    }
 }
 
 /// Pids of this test process's direct children (sandbox inits) whose command line names `what`.

@@ -36,25 +36,8 @@ def _airlock_exit(status):
         _atexit._run_exitfuncs()
     except BaseException:
         pass
-    for stream in (_sys.stdout, _sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
+    _airlock_flush_stdio()
     _os._exit(status)
-
-
-def _airlock_exit_status(e):
-    code = e.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    try:
-        print(code, file=_sys.stderr)
-    except BaseException:
-        pass
-    return 1
 
 
 def _airlock_warm_up(path):
