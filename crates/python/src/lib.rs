@@ -473,6 +473,7 @@ impl Engine {
             pool_size: pool_size.unwrap_or(d.pool_size),
             max_age: secs("max_age", max_age, d.max_age)?,
             idle: secs("idle", idle, d.idle)?,
+            ..d
         }))
     }
 

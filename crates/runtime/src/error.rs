@@ -39,6 +39,11 @@ pub enum RuntimeError {
     #[error("{what}: {why}")]
     Environment { what: String, why: String },
 
+    /// The session was closed (by its caller, its idle timeout or lifetime, or a call that ended
+    /// it); `why` says which. Start a new session.
+    #[error("the session is closed: {why}; start a new one")]
+    SessionClosed { why: String },
+
     /// The network allowlist's proxy could not be set up for the sandbox.
     #[error("network allowlist: {0}")]
     Network(String),
@@ -56,6 +61,7 @@ impl RuntimeError {
             RuntimeError::Install { .. } => "DependencyInstallError",
             RuntimeError::Environment { .. } => "EnvironmentError",
             RuntimeError::Network(_) => "NetworkError",
+            RuntimeError::SessionClosed { .. } => "SessionClosed",
         }
     }
 

@@ -14,6 +14,7 @@ mod request;
 mod result;
 mod run;
 mod scheduler;
+mod session;
 mod warm;
 
 pub use diagnose::{ErrorInfo, Language};
@@ -23,3 +24,4 @@ pub use request::{MAX_CODE_BYTES, MountSpec, NetworkMode, RunRequest, resolve_ho
 pub use result::{RunResult, Status, TimingMs, UsageInfo};
 pub use run::{Stream, release_host_resources, run, run_with_progress};
 pub use scheduler::{OnOutput, Scheduler, SchedulerConfig};
+pub use session::{SESSION_FILE_LIMIT, Session, SessionOptions};

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use crate::error::RuntimeError;
 use crate::request::RunRequest;
 use crate::result::RunResult;
+use crate::session::{self, Session, SessionOptions};
 use crate::warm::{self, PoolZygote, Warm};
 
 /// Output callback for a run: called from a worker thread with each chunk as it arrives.
@@ -32,6 +33,8 @@ pub struct SchedulerConfig {
     pub max_age: Duration,
     /// A pool unused this long shrinks to zero.
     pub idle: Duration,
+    /// Sessions open at once; one more is refused with `RuntimeError::Busy`.
+    pub max_sessions: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -43,6 +46,7 @@ impl Default for SchedulerConfig {
             pool_size: 2,
             max_age: Duration::from_secs(60),
             idle: Duration::from_secs(300),
+            max_sessions: cores * 8,
         }
     }
 }
@@ -85,6 +89,8 @@ struct Inner {
     started_warm: AtomicUsize,
     /// Set by `shutdown`: no more pool refills.
     closing: std::sync::atomic::AtomicBool,
+    /// Sessions started and not yet known to have ended.
+    sessions: Mutex<Vec<Weak<session::Shared>>>,
 }
 
 /// Runs requests in fresh sandboxes. Cheap to clone; every clone shares the pools.
@@ -145,6 +151,7 @@ impl Scheduler {
             pools: Mutex::new(HashMap::new()),
             started_warm: AtomicUsize::new(0),
             closing: std::sync::atomic::AtomicBool::new(false),
+            sessions: Mutex::new(Vec::new()),
             config,
         });
         let weak = Arc::downgrade(&inner);
@@ -214,6 +221,37 @@ impl Scheduler {
         result
     }
 
+    /// Starts a session shaped like `template` (its code is ignored): a sandbox that keeps its
+    /// state across calls until it is closed, idle for `options.idle_timeout`, or past
+    /// `options.max_lifetime`. Refused with `Busy` when `max_sessions` are open.
+    pub async fn session(
+        &self,
+        template: RunRequest,
+        options: SessionOptions,
+    ) -> Result<Session, RuntimeError> {
+        {
+            let mut open = self
+                .inner
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            open.retain(|s| s.upgrade().is_some_and(|s| !s.has_ended()));
+            if open.len() >= self.inner.config.max_sessions {
+                return Err(RuntimeError::Busy {
+                    queued: self.inner.config.max_sessions,
+                });
+            }
+        }
+        let session = Session::start(template, options).await?;
+        let mut open = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        open.push(session.shared());
+        Ok(session)
+    }
+
     /// Fills the pool for requests shaped like `template` and waits until `count` sandboxes
     /// are ready (or `timeout` passes). Returns how many are ready; an error, naming the
     /// field, for a template no run could have (its code is not looked at).
@@ -256,6 +294,20 @@ impl Scheduler {
     /// mid-build leaves empty cgroups for the next start's cleanup).
     pub async fn shutdown(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
+        let sessions: Vec<_> = {
+            let mut open = self
+                .inner
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            open.drain(..).filter_map(|s| s.upgrade()).collect()
+        };
+        for s in &sessions {
+            s.close("the scheduler shut down");
+        }
+        for s in &sessions {
+            s.wait_ended().await;
+        }
         loop {
             let (drained, finished) = {
                 let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());

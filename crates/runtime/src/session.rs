@@ -1,0 +1,752 @@
+//! Sessions (DESIGN §4): a sandbox that lives across calls. Its Python interpreter keeps
+//! variables, imports, files and the working directory from one call to the next; calls run
+//! one at a time; it is closed when asked, after an idle timeout, at its maximum lifetime, or
+//! when a call ends it (a timeout, the memory limit, the interpreter exiting).
+//!
+//! Each call gets fresh stdout and stderr pipes, passed to the agent with the code, so its
+//! output is its own even while programs an earlier call started keep writing. The agent is
+//! inside the sandbox with the call's code, so every frame it sends is untrusted: bounded,
+//! checked, and any surprise closes the session. The usage the call reports is the kernel's,
+//! read from outside.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use jail::{Command, Killer, OutputCap, Sandbox, Stream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::net::unix::pipe;
+use tokio::sync::watch;
+
+use crate::diagnose::Language;
+use crate::error::RuntimeError;
+use crate::network::{self, NetworkSetup};
+use crate::request::RunRequest;
+use crate::result::RunResult;
+use crate::scheduler::OnOutput;
+use crate::warm;
+
+const PYTHON_SESSION: &str = concat!(
+    include_str!("agents/common.py"),
+    include_str!("agents/session.py")
+);
+
+/// The largest file `write_file` sends or `read_file` accepts (the agent refuses larger too).
+pub const SESSION_FILE_LIMIT: usize = 64 << 20;
+
+/// How long a session waits for its sandbox to end after being killed.
+const END_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a call waits, once the agent's end of the control socket closed, for the sandbox
+/// to end by itself before calling it broken.
+const AGENT_GONE: Duration = Duration::from_secs(1);
+
+/// How long a session lives, counted by the host.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionOptions {
+    /// Closed after this long without a call or file operation.
+    pub idle_timeout: Duration,
+    /// Closed this long after it started, whatever it is doing (the sandbox's wall clock).
+    pub max_lifetime: Duration,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            idle_timeout: Duration::from_secs(300),
+            max_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl SessionOptions {
+    fn validate(&self) -> Result<(), RuntimeError> {
+        let life = self.max_lifetime.as_secs_f64();
+        if !(1.0..=86_400.0).contains(&life) {
+            return Err(RuntimeError::invalid(
+                "max_lifetime",
+                format!("{life} s is outside 1–86400 s"),
+            ));
+        }
+        let idle = self.idle_timeout.as_secs_f64();
+        if !(0.1..=life).contains(&idle) {
+            return Err(RuntimeError::invalid(
+                "idle_timeout",
+                format!("{idle} s is outside 0.1 s – max_lifetime ({life} s)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A live sandbox serving calls one at a time. Cheap to clone; every clone is the same
+/// session. Dropping the last clone kills it.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    /// The session's shape: language, packages, limits, network; its `timeout` is each call's
+    /// default.
+    template: RunRequest,
+    /// The agent's control socket, held for the length of a call; `None` once closed.
+    control: tokio::sync::Mutex<Option<UnixStream>>,
+    killer: Killer,
+    /// The sandbox's init (the interpreter) on the host, for reading its usage.
+    pid: i32,
+    /// Set once the sandbox has ended, with how.
+    ended: watch::Receiver<Option<jail::Outcome>>,
+    last_used: Mutex<Instant>,
+    /// Why the session was closed, for the calls that come after.
+    closed: Mutex<Option<String>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.killer.kill();
+    }
+}
+
+impl Session {
+    /// Starts a session shaped like `template` (its code is ignored). Python only for now.
+    pub(crate) async fn start(
+        template: RunRequest,
+        options: SessionOptions,
+    ) -> Result<Session, RuntimeError> {
+        template.validate_shape()?;
+        options.validate()?;
+        if template.language != Language::Python {
+            return Err(RuntimeError::invalid(
+                "language",
+                format!(
+                    "sessions run Python only so far, not {:?}; use a run per call instead",
+                    template.language
+                ),
+            ));
+        }
+        if template.result_channel {
+            return Err(RuntimeError::invalid(
+                "result_channel",
+                "a session's calls return output, not values",
+            ));
+        }
+        let template = RunRequest {
+            code: Vec::new(),
+            ..template
+        };
+        let shape = template.clone();
+        let (control, sandbox) =
+            tokio::task::spawn_blocking(move || spawn(&shape, options.max_lifetime))
+                .await
+                .map_err(|e| worker_failed("starting a session", e))??;
+        let (tx, ended) = watch::channel(None);
+        let (pid, killer) = (sandbox.sandbox.pid(), sandbox.sandbox.killer());
+        // The sandbox is watched (and its lifetime enforced) on a thread of its own until it
+        // ends; what it writes outside a call goes nowhere.
+        std::thread::Builder::new()
+            .name("airlock-session".into())
+            .spawn(move || {
+                let Started {
+                    sandbox,
+                    proxy,
+                    env,
+                } = sandbox;
+                let outcome = sandbox.wait(|_, _| {});
+                if let Some(p) = proxy {
+                    p.stop();
+                }
+                drop(env);
+                let _ = tx.send(Some(outcome.unwrap_or_default()));
+            })
+            .map_err(|e| host("starting a session's watcher", e))?;
+        control
+            .set_nonblocking(true)
+            .map_err(|e| host("setting up a session's control socket", e))?;
+        let control = UnixStream::from_std(control)
+            .map_err(|e| host("setting up a session's control socket", e))?;
+        let shared = Arc::new(Shared {
+            template,
+            control: tokio::sync::Mutex::new(Some(control)),
+            killer,
+            pid,
+            ended,
+            last_used: Mutex::new(Instant::now()),
+            closed: Mutex::new(None),
+        });
+        tokio::spawn(close_when_idle(
+            Arc::downgrade(&shared),
+            options.idle_timeout,
+        ));
+        Ok(Session { shared })
+    }
+
+    /// Runs `code` in the session (after any call already running), with the session's timeout
+    /// unless `timeout` is given, streaming its output to `on_output`. A call that times out,
+    /// hits the memory limit or ends the interpreter ends the session too; its result says so.
+    pub async fn run(
+        &self,
+        code: impl Into<Vec<u8>>,
+        timeout: Option<Duration>,
+        on_output: OnOutput,
+    ) -> Result<RunResult, RuntimeError> {
+        let s = &self.shared;
+        let req = RunRequest {
+            code: code.into(),
+            timeout: timeout.unwrap_or(s.template.timeout),
+            ..s.template.clone()
+        };
+        req.validate()?;
+        let mut guard = s.control.lock().await;
+        let control = self.usable(&mut guard)?;
+        s.touch();
+        let cancelled = CloseIfCancelled(Some(s));
+        let call = Call::run(s, control, &req, on_output).await;
+        cancelled.disarm();
+        s.touch();
+        let result = match call {
+            Ok(r) => r,
+            Err(e) => {
+                *guard = None;
+                self.end(&e.to_string()).await;
+                return Err(e);
+            }
+        };
+        let ended = s.ended.borrow().is_some();
+        if ended || result.status != crate::Status::Ok && result.status != crate::Status::Error {
+            *guard = None;
+            let how = match ended {
+                true => "its sandbox ended during a call",
+                false => "a call ended",
+            };
+            self.end(&format!("{how}, with status {:?}", result.status))
+                .await;
+        }
+        Ok(result)
+    }
+
+    /// Writes `contents` to `path` in the session (relative paths are under `/workspace`;
+    /// missing directories are made).
+    pub async fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), RuntimeError> {
+        check_path(path)?;
+        if contents.len() > SESSION_FILE_LIMIT {
+            return Err(RuntimeError::invalid(
+                "contents",
+                format!(
+                    "is {} bytes; the limit is {SESSION_FILE_LIMIT}",
+                    contents.len()
+                ),
+            ));
+        }
+        let mut payload = Vec::with_capacity(path.len() + 1 + contents.len());
+        payload.extend_from_slice(path.as_bytes());
+        payload.push(0);
+        payload.extend_from_slice(contents);
+        self.file_op(b'W', &payload, path).await.map(drop)
+    }
+
+    /// Reads the file at `path` in the session (relative paths are under `/workspace`).
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, RuntimeError> {
+        check_path(path)?;
+        self.file_op(b'F', path.as_bytes(), path).await
+    }
+
+    /// Ends the session and waits until nothing of it remains. Closing twice does nothing.
+    pub async fn close(&self) {
+        let mut guard = self.shared.control.lock().await;
+        *guard = None;
+        drop(guard);
+        self.end("it was closed").await;
+    }
+
+    /// Whether calls can still be made.
+    pub fn is_open(&self) -> bool {
+        self.shared.closed_why().is_none() && self.shared.ended.borrow().is_none()
+    }
+
+    async fn file_op(&self, kind: u8, payload: &[u8], path: &str) -> Result<Vec<u8>, RuntimeError> {
+        let s = &self.shared;
+        let mut guard = s.control.lock().await;
+        let control = self.usable(&mut guard)?;
+        s.touch();
+        let cancelled = CloseIfCancelled(Some(s));
+        let exchange = async {
+            send_frame(control, kind, payload, &[]).await?;
+            read_frame(control, SESSION_FILE_LIMIT)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let answer = tokio::select! {
+            a = exchange => a,
+            _ = tokio::time::sleep(s.template.timeout) => Err(format!(
+                "the agent did not answer within {:?}", s.template.timeout
+            )),
+        };
+        cancelled.disarm();
+        s.touch();
+        let failed = |why: String| {
+            RuntimeError::Sandbox(jail::JailError::Host {
+                what: format!("the session's file operation on {path:?}"),
+                source: std::io::Error::other(why),
+            })
+        };
+        match answer {
+            Ok((b'K', _)) if kind == b'W' => Ok(Vec::new()),
+            Ok((b'D', data)) if kind == b'F' => Ok(data),
+            Ok((b'E', why)) => Err(RuntimeError::invalid(
+                "path",
+                format!("{path:?}: {}", String::from_utf8_lossy(&why)),
+            )),
+            Ok((other, _)) => {
+                *guard = None;
+                let why = format!("the agent answered with an unexpected frame {other:?}");
+                self.end(&why).await;
+                Err(failed(why))
+            }
+            Err(why) => {
+                *guard = None;
+                self.end(&why).await;
+                Err(failed(why))
+            }
+        }
+    }
+
+    /// Marks the session closed (keeping the first reason), kills its sandbox and waits for it
+    /// to be gone.
+    async fn end(&self, why: &str) {
+        self.shared.close(why);
+        self.shared.wait_ended().await;
+    }
+
+    /// The control socket, if the session can still take a call.
+    fn usable<'g>(
+        &self,
+        control: &'g mut Option<UnixStream>,
+    ) -> Result<&'g mut UnixStream, RuntimeError> {
+        if !self.is_open() {
+            *control = None;
+        }
+        control.as_mut().ok_or_else(|| self.closed_error())
+    }
+
+    fn closed_error(&self) -> RuntimeError {
+        RuntimeError::SessionClosed {
+            why: self
+                .shared
+                .closed_why()
+                .unwrap_or_else(|| "its sandbox ended".into()),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> Weak<Shared> {
+        Arc::downgrade(&self.shared)
+    }
+}
+
+impl Shared {
+    fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn closed_why(&self) -> Option<String> {
+        self.closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records why (the first reason wins) and kills the sandbox.
+    pub(crate) fn close(&self, why: &str) {
+        self.closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| why.to_owned());
+        self.killer.kill();
+    }
+
+    /// Waits (up to a grace) until the sandbox has ended and been cleaned up.
+    pub(crate) async fn wait_ended(&self) {
+        let mut ended = self.ended.clone();
+        let _ = tokio::time::timeout(END_GRACE, ended.wait_for(Option::is_some)).await;
+    }
+
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.borrow().is_some()
+    }
+}
+
+/// Closes the session if the call holding it is dropped before it ends (its task cancelled):
+/// the agent would still be running the call, and its answer would arrive during the next one.
+struct CloseIfCancelled<'a>(Option<&'a Shared>);
+
+impl CloseIfCancelled<'_> {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseIfCancelled<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.close("a call was cancelled before it ended");
+        }
+    }
+}
+
+/// A started session's sandbox and what lives as long as it does.
+struct Started {
+    sandbox: Sandbox,
+    proxy: Option<network::Proxy>,
+    env: Option<Arc<crate::environment::Environment>>,
+}
+
+/// Builds the session's sandbox and waits until its agent is ready.
+fn spawn(
+    template: &RunRequest,
+    lifetime: Duration,
+) -> Result<(StdUnixStream, Started), RuntimeError> {
+    let warm::PoolSetup {
+        interp,
+        mut policy,
+        env,
+    } = warm::pool_setup(template)?;
+    policy.limits.wall_timeout = lifetime;
+    let net = NetworkSetup::for_request(template)?;
+    net.apply(&mut policy);
+    policy
+        .files
+        .push(warm::agent_file("/airlock/session.py", PYTHON_SESSION));
+    let (ours, theirs) =
+        StdUnixStream::pair().map_err(|e| host("creating a session's control channel", e))?;
+    let command = Command::new(&interp.executable)
+        .arg("/airlock/session.py")
+        .pass_fd(theirs.into());
+    let mut sandbox = Sandbox::spawn(&policy, &command)?;
+    drop(command); // our copy of the sandbox's end: EOF must come from the sandbox
+    let proxy = net.start(&mut sandbox)?;
+    warm::await_ready(&ours, "starting a session's interpreter")?;
+    Ok((
+        ours,
+        Started {
+            sandbox,
+            proxy,
+            env,
+        },
+    ))
+}
+
+/// How one call ended, before it becomes a result.
+enum Ending {
+    /// The agent reported the code's exit status; the session lives on.
+    Status(u32),
+    /// The call's own timeout: the session is killed.
+    TimedOut,
+    /// The sandbox ended during the call (the memory limit, its lifetime, the interpreter
+    /// exiting).
+    Ended,
+    /// The agent broke the protocol (its code shares the agent's interpreter and tampered
+    /// with it): the session is killed, and the result says why.
+    Broken(String),
+}
+
+struct Call;
+
+impl Call {
+    async fn run(
+        s: &Shared,
+        control: &mut UnixStream,
+        req: &RunRequest,
+        on_output: OnOutput,
+    ) -> Result<RunResult, RuntimeError> {
+        let started = Instant::now();
+        let before = jail::process_usage(s.pid).ok();
+        let sink = Arc::new(Mutex::new(on_output));
+        let (stop, stopped) = watch::channel(false);
+        let mut ends = Vec::new();
+        let mut drains = Vec::new();
+        for (stream, cap) in [
+            (Stream::Stdout, req.stdout_limit),
+            (Stream::Stderr, req.stderr_limit),
+        ] {
+            let (tx, rx) = pipe::pipe().map_err(|e| host("creating a call's output pipe", e))?;
+            ends.push(
+                tx.into_blocking_fd()
+                    .map_err(|e| host("creating a call's output pipe", e))?,
+            );
+            drains.push(tokio::spawn(drain(
+                rx,
+                stream,
+                cap,
+                Arc::clone(&sink),
+                stopped.clone(),
+            )));
+        }
+        // The agent echoes the call's id with its status: a completion left over from an
+        // earlier call (one its code forged to end itself early) is not taken for this one's.
+        let id = call_id();
+        let mut payload = Vec::with_capacity(8 + req.code.len());
+        payload.extend_from_slice(&id);
+        payload.extend_from_slice(&req.code);
+        let fds: Vec<_> = ends.iter().map(|f| f.as_fd()).collect();
+        let sent = send_frame(control, b'C', &payload, &fds).await;
+        drop(payload);
+        drop(fds);
+        drop(ends); // the agent holds them now: EOF comes when it and what it started close them
+        if let Err(why) = sent {
+            return Err(host(
+                "sending a call to its session",
+                std::io::Error::other(why),
+            ));
+        }
+        let mut ended = s.ended.clone();
+        let answer = tokio::select! {
+            frame = read_frame(control, 64) => Some(frame),
+            _ = tokio::time::sleep(req.timeout) => None,
+            _ = ended.wait_for(Option::is_some) => Some(Err(FrameError::Closed(String::new()))),
+        };
+        let ending = match answer {
+            Some(Ok((b'X', done))) if done.len() == 12 && done[..8] == id => {
+                Ending::Status(u32::from_be_bytes([done[8], done[9], done[10], done[11]]))
+            }
+            Some(Ok((kind, _))) => Ending::Broken(format!(
+                "the session's agent sent a frame ({kind:?}) that was not this call's \
+                 completion: its code wrote to the session's control channel"
+            )),
+            // The agent's end closed: most often the interpreter exited, and how is the story.
+            Some(Err(FrameError::Bad(why))) => Ending::Broken(why),
+            Some(Err(FrameError::Closed(why))) => {
+                let gone = tokio::time::timeout(AGENT_GONE, ended.wait_for(Option::is_some));
+                match gone.await {
+                    Ok(_) => Ending::Ended,
+                    Err(_) => Ending::Broken(format!(
+                        "the session's agent stopped answering ({why}) while its sandbox lives on"
+                    )),
+                }
+            }
+            None => Ending::TimedOut,
+        };
+        let elapsed = started.elapsed();
+        if !matches!(ending, Ending::Status(_)) {
+            if let Ending::Broken(why) = &ending {
+                s.close(why);
+            }
+            s.killer.kill();
+            let _ = tokio::time::timeout(END_GRACE, ended.wait_for(Option::is_some)).await;
+        }
+        let _ = stop.send(true);
+        let mut kept = Vec::new();
+        for d in drains {
+            kept.push(
+                d.await
+                    .map_err(|e| worker_failed("draining a call's output", e))?,
+            );
+        }
+        let (mut out, mut err) = (kept.remove(0), kept.remove(0));
+        let session_end = ended.borrow().clone();
+        let mut outcome = jail::Outcome {
+            stdout_truncated: out.truncated(),
+            stderr_truncated: err.truncated(),
+            stdout: out.finish(),
+            stderr: err.finish(),
+            timing: jail::Timing {
+                execute: elapsed,
+                total: elapsed,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match ending {
+            Ending::Status(code) => {
+                outcome.exit_code = Some((code & 0xFF) as i32);
+                let after = jail::process_usage(s.pid).ok();
+                if let (Some(b), Some(a)) = (before, after) {
+                    outcome.usage = jail::Usage {
+                        cpu: a.cpu.saturating_sub(b.cpu),
+                        memory_peak_bytes: a.memory_peak_bytes,
+                    };
+                }
+            }
+            Ending::TimedOut => outcome.timed_out = true,
+            Ending::Ended | Ending::Broken(_) => {
+                // The session's own ending: its status, and its usage as a whole.
+                let end = session_end.unwrap_or_default();
+                outcome.exit_code = end.exit_code;
+                outcome.signal = end.signal;
+                outcome.memory_limit = end.memory_limit;
+                outcome.timed_out = end.timed_out;
+                outcome.usage = end.usage;
+            }
+        }
+        let mut result = crate::run::result_from(req, outcome, "warm");
+        if let Ending::Broken(why) = ending {
+            result.status = crate::Status::SandboxError;
+            result.error = Some(crate::ErrorInfo {
+                kind: "SandboxError".into(),
+                message: why,
+                line: None,
+                file: None,
+                hint: Some("the session is closed: start a new one".into()),
+                traceback: None,
+            });
+        }
+        Ok(result)
+    }
+}
+
+/// An id no earlier call of any session had, and that code cannot guess ahead of its call.
+fn call_id() -> [u8; 8] {
+    use std::hash::{BuildHasher, Hasher};
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    // Keyed from the host's randomness, so the hash of a counter is not predictable.
+    h.write_u64(n);
+    h.finish().to_be_bytes()
+}
+
+/// Reads one output pipe of a call until EOF or until told to stop; then takes what is already
+/// in it (everything the call wrote before it ended) and returns what was kept.
+async fn drain(
+    mut rx: pipe::Receiver,
+    stream: Stream,
+    cap: usize,
+    sink: Arc<Mutex<OnOutput>>,
+    mut stop: watch::Receiver<bool>,
+) -> OutputCap {
+    let mut kept = OutputCap::new(cap);
+    let mut buf = vec![0u8; 64 * 1024];
+    let pass = |kept: &mut OutputCap, data: &[u8]| {
+        let head = kept.push(data);
+        if !head.is_empty() {
+            (sink.lock().unwrap_or_else(|p| p.into_inner()))(stream, head);
+        }
+    };
+    loop {
+        tokio::select! {
+            r = rx.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return kept,
+                Ok(n) => pass(&mut kept, &buf[..n]),
+            },
+            _ = stop.wait_for(|s| *s) => {
+                while let Ok(n) = rx.try_read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    pass(&mut kept, &buf[..n]);
+                }
+                return kept;
+            }
+        }
+    }
+}
+
+/// Sends a frame: its kind, its length (8 bytes, big-endian), then the payload; `fds` travel
+/// with the header.
+async fn send_frame(
+    control: &mut UnixStream,
+    kind: u8,
+    payload: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> Result<(), String> {
+    let mut head = [0u8; 9];
+    head[0] = kind;
+    head[1..].copy_from_slice(&(payload.len() as u64).to_be_bytes());
+    loop {
+        control.writable().await.map_err(|e| e.to_string())?;
+        match control.try_io(tokio::io::Interest::WRITABLE, || {
+            jail::send_with_fds(control.as_fd(), &head, fds)
+        }) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(format!("the agent's socket: {e}")),
+        }
+    }
+    control
+        .write_all(payload)
+        .await
+        .map_err(|e| format!("the agent's socket: {e}"))
+}
+
+/// Why no frame could be read.
+enum FrameError {
+    /// The socket failed or closed: the agent is gone.
+    Closed(String),
+    /// The agent broke the protocol.
+    Bad(String),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Closed(why) | FrameError::Bad(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Reads one frame the agent sent, refusing one longer than `limit`.
+async fn read_frame(control: &mut UnixStream, limit: usize) -> Result<(u8, Vec<u8>), FrameError> {
+    let closed = |e: std::io::Error| FrameError::Closed(format!("the agent's socket: {e}"));
+    let mut head = [0u8; 9];
+    control.read_exact(&mut head).await.map_err(closed)?;
+    let len = u64::from_be_bytes(head[1..].try_into().expect("8 bytes"));
+    if len > limit as u64 {
+        return Err(FrameError::Bad(format!(
+            "the session's agent sent a frame of {len} bytes, more than the {limit} allowed: \
+             its code wrote to the session's control channel"
+        )));
+    }
+    let mut payload = vec![0u8; len as usize];
+    control.read_exact(&mut payload).await.map_err(closed)?;
+    Ok((head[0], payload))
+}
+
+/// Closes the session once it has had no call for `idle` (never during a call).
+async fn close_when_idle(session: Weak<Shared>, idle: Duration) {
+    loop {
+        let wait = {
+            let Some(s) = session.upgrade() else { return };
+            if s.has_ended() {
+                return;
+            }
+            let quiet = s
+                .last_used
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed();
+            if quiet >= idle {
+                if let Ok(mut control) = s.control.try_lock() {
+                    *control = None;
+                    s.close(&format!("it was idle for {idle:?}"));
+                    return;
+                }
+                Duration::from_millis(100)
+            } else {
+                idle - quiet
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn check_path(path: &str) -> Result<(), RuntimeError> {
+    if path.is_empty() || path.len() > 4096 || path.contains('\0') {
+        return Err(RuntimeError::invalid(
+            "path",
+            "must be 1–4096 bytes with no NUL; relative paths are under /workspace",
+        ));
+    }
+    Ok(())
+}
+
+fn host(what: &str, e: std::io::Error) -> RuntimeError {
+    RuntimeError::Sandbox(jail::JailError::Host {
+        what: what.into(),
+        source: e,
+    })
+}
+
+fn worker_failed(what: &str, e: tokio::task::JoinError) -> RuntimeError {
+    host(what, std::io::Error::other(e.to_string()))
+}

@@ -1,0 +1,469 @@
+//! Sessions: state that persists across calls of one session and nowhere else, calls one at a
+//! time, output that belongs to its call, and a host that stays sound whatever the code does to
+//! the agent it shares an interpreter with.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_runtime::{
+    Language, RunRequest, RunResult, RuntimeError, Scheduler, Session, SessionOptions, Status,
+};
+
+mod common;
+use common::*;
+
+fn python() -> RunRequest {
+    RunRequest {
+        timeout: Duration::from_secs(20),
+        ..req(Language::Python, "")
+    }
+}
+
+async fn open(s: &Scheduler, template: RunRequest, options: SessionOptions) -> Session {
+    s.session(template, options)
+        .await
+        .expect("the session starts")
+}
+
+async fn call(session: &Session, code: &str) -> RunResult {
+    session
+        .run(code, None, Box::new(|_, _| {}))
+        .await
+        .expect("the call completes")
+}
+
+fn assert_closed(r: Result<RunResult, RuntimeError>) {
+    match r {
+        Err(e @ RuntimeError::SessionClosed { .. }) => assert_eq!(e.kind(), "SessionClosed"),
+        other => panic!("a closed session served a call: {other:?}"),
+    }
+}
+
+/// Sessions' sandboxes still running in this test process (each test has its own process).
+fn live_session_sandboxes() -> Vec<i32> {
+    our_descendants()
+        .iter()
+        .filter(|p| p.3.contains("/airlock/session.py"))
+        .map(|p| p.0)
+        .collect()
+}
+
+#[test]
+fn variables_imports_files_and_the_working_directory_persist() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(&s, python(), SessionOptions::default()).await;
+        let first = call(
+            &session,
+            "import json, os\nx = 41\nopen('notes.txt', 'w').write('kept')\nos.makedirs('/tmp/d')\nos.chdir('/tmp/d')\nprint('set')",
+        )
+        .await;
+        assert_eq!(first.status, Status::Ok, "{first:?}");
+        assert_eq!(first.stdout, "set\n");
+        assert_eq!(first.pool, "warm");
+        let second = call(
+            &session,
+            "print(x + 1, json.dumps([1]), os.getcwd(), open('/workspace/notes.txt').read())",
+        )
+        .await;
+        assert_eq!(second.status, Status::Ok, "{second:?}");
+        assert_eq!(second.stdout, "42 [1] /tmp/d kept\n", "only this call's output");
+        session.close().await;
+        assert!(!session.is_open());
+        assert_closed(session.run("print(1)", None, Box::new(|_, _| {})).await);
+    });
+}
+
+#[test]
+fn files_go_in_and_come_out_as_bytes() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(&s, python(), SessionOptions::default()).await;
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+        session.write_file("data/in.bin", &bytes).await.unwrap();
+        let r = call(
+            &session,
+            "d = open('data/in.bin', 'rb').read()\nprint(len(d), d[:3])\nopen('/tmp/out.bin', 'wb').write(d[::-1])",
+        )
+        .await;
+        assert_eq!(r.stdout, "300000 b'\\x00\\x01\\x02'\n", "{r:?}");
+        let back = session.read_file("/tmp/out.bin").await.unwrap();
+        assert_eq!(back, bytes.iter().rev().copied().collect::<Vec<_>>());
+        match session.read_file("missing.txt").await {
+            Err(RuntimeError::InvalidInput { field, .. }) => assert_eq!(field, "path"),
+            other => panic!("reading a missing file: {other:?}"),
+        }
+        match session.write_file("", b"x").await {
+            Err(RuntimeError::InvalidInput { field, .. }) => assert_eq!(field, "path"),
+            other => panic!("an empty path: {other:?}"),
+        }
+        // A failed file operation leaves the session as it was.
+        assert_eq!(call(&session, "print(len(d))").await.stdout, "300000\n");
+        // Writable only where a run could write: the system stays read-only.
+        assert!(session.write_file("/usr/evil", b"x").await.is_err());
+        assert!(session.is_open());
+    });
+}
+
+#[test]
+fn an_exception_or_exit_ends_the_call_not_the_session() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(&s, python(), SessionOptions::default()).await;
+        let r = call(&session, "y = 5\ndef f():\n    return 1 / 0\nf()").await;
+        assert_eq!(r.status, Status::Error);
+        let e = r.error.expect("parsed error");
+        assert_eq!(e.kind, "ZeroDivisionError");
+        assert_eq!(e.line, Some(3));
+        assert!(
+            !r.stderr.contains("session.py"),
+            "agent frame shown: {}",
+            r.stderr
+        );
+        let r = call(&session, "import sys\nprint(y)\nsys.exit(3)").await;
+        assert_eq!(r.exit_code, Some(3), "{r:?}");
+        assert_eq!(r.stdout, "5\n");
+        assert_eq!(call(&session, "print(y * 2)").await.stdout, "10\n");
+        assert!(
+            r.usage.memory_peak_bytes > 0,
+            "usage read from outside: {r:?}"
+        );
+    });
+}
+
+#[test]
+fn a_call_that_times_out_ends_the_session() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(&s, python(), SessionOptions::default()).await;
+        let r = session
+            .run(
+                "print('started', flush=True)\nwhile True: pass",
+                Some(Duration::from_millis(500)),
+                Box::new(|_, _| {}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, Status::Timeout, "{r:?}");
+        assert_eq!(r.stdout, "started\n");
+        assert!(!session.is_open());
+        assert_closed(session.run("print(1)", None, Box::new(|_, _| {})).await);
+
+        assert!(live_session_sandboxes().is_empty());
+    });
+}
+
+#[test]
+fn a_memory_error_ends_the_call_not_the_session() {
+    rt().block_on(async {
+        let s = sched(0);
+        let small = RunRequest {
+            memory_mb: 64,
+            ..python()
+        };
+        let session = open(&s, small, SessionOptions::default()).await;
+        call(&session, "kept = 1").await;
+        let r = call(&session, "b = bytearray(512 << 20)").await;
+        assert_eq!(r.status, Status::Error, "{r:?}");
+        assert_eq!(r.error.expect("parsed error").kind, "MemoryError");
+        assert_eq!(call(&session, "print(kept)").await.stdout, "1\n");
+    });
+}
+
+#[test]
+fn an_idle_session_is_closed() {
+    rt().block_on(async {
+        let s = sched(0);
+        let options = SessionOptions {
+            idle_timeout: Duration::from_millis(300),
+            ..SessionOptions::default()
+        };
+        let session = open(&s, python(), options).await;
+        assert_eq!(call(&session, "print(1)").await.stdout, "1\n");
+        // A call longer than the idle timeout is not idleness.
+        let r = call(&session, "import time\ntime.sleep(1)\nprint(2)").await;
+        assert_eq!(r.stdout, "2\n", "{r:?}");
+        for _ in 0..100 {
+            if !session.is_open() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!session.is_open(), "still open long after its idle timeout");
+        match session.run("print(1)", None, Box::new(|_, _| {})).await {
+            Err(RuntimeError::SessionClosed { why }) => assert!(why.contains("idle"), "{why}"),
+            other => panic!("an idle-closed session served a call: {other:?}"),
+        }
+        for _ in 0..100 {
+            if live_session_sandboxes().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            live_session_sandboxes().is_empty(),
+            "the idle session's sandbox lives on"
+        );
+    });
+}
+
+#[test]
+fn calls_run_one_at_a_time() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(&s, python(), SessionOptions::default()).await;
+        call(&session, "log = []").await;
+        let step = "import time\nlog.append('s')\ntime.sleep(0.2)\nlog.append('e')";
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let session = session.clone();
+                tokio::spawn(async move { call(&session, step).await })
+            })
+            .collect();
+        for c in calls {
+            assert_eq!(c.await.unwrap().status, Status::Ok);
+        }
+        assert_eq!(
+            call(&session, "print(''.join(log))").await.stdout,
+            "sesese\n"
+        );
+    });
+}
+
+#[test]
+fn output_belongs_to_the_call_that_wrote_it() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(&s, python(), SessionOptions::default()).await;
+        let streamed = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&streamed);
+        // A background process keeps writing after its call returned.
+        let first = session
+            .run(
+                "import subprocess\nsubprocess.Popen('sleep 0.3; echo late; echo late >&2', shell=True)\nprint('first')",
+                None,
+                Box::new(move |_, data| sink.lock().unwrap().extend_from_slice(data)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(first.stdout, "first\n");
+        assert_eq!(*streamed.lock().unwrap(), b"first\n");
+        let second = call(&session, "import time\ntime.sleep(0.8)\nprint('second')").await;
+        assert_eq!(second.stdout, "second\n", "{second:?}");
+        assert_eq!(second.stderr, "");
+        let limited = RunRequest {
+            stdout_limit: 10,
+            ..python()
+        };
+        let session = open(&s, limited, SessionOptions::default()).await;
+        let r = call(&session, "print('x' * 100)").await;
+        assert!(r.stdout_truncated, "{r:?}");
+        assert!(r.stdout.len() < 100);
+    });
+}
+
+as_us_and_the_test_user!(
+    sessions_never_see_each_other,
+    sessions_never_see_each_other_as_the_test_user,
+    sessions_never_see_each_other_unprivileged,
+    sessions_are_isolated
+);
+
+fn sessions_are_isolated() {
+    rt().block_on(async {
+        let s = sched(0);
+        let a = open(&s, python(), SessionOptions::default()).await;
+        let b = open(&s, python(), SessionOptions::default()).await;
+        let planted = call(
+            &a,
+            "import os, subprocess\nsecret = 1\nopen('/tmp/a', 'w').write('a')\nopen('/workspace/a', 'w').write('a')\nos.environ['PLANTED'] = '1'\np = subprocess.Popen(['sleep', '60'])\nprint(os.getpid(), p.pid)",
+        )
+        .await;
+        assert_eq!(planted.status, Status::Ok, "{planted:?}");
+        let pids: Vec<&str> = planted.stdout.split_whitespace().collect();
+        let seen = call(
+            &b,
+            &format!(
+                "import os, signal\nprint('secret' in globals(), os.path.exists('/tmp/a'), os.path.exists('/workspace/a'), 'PLANTED' in os.environ)\nfor pid in [{}]:\n    try:\n        os.kill(pid, signal.SIGKILL)\n        print('killed', pid)\n    except OSError as e:\n        print('refused', e.errno)",
+                pids.join(", ")
+            ),
+        )
+        .await;
+        assert_eq!(seen.status, Status::Ok, "{seen:?}");
+        let mut lines = seen.stdout.lines();
+        assert_eq!(lines.next(), Some("False False False False"), "{seen:?}");
+        for line in lines {
+            // Its own pid 1 is the one pid it shares a number with; that kills only itself.
+            assert!(
+                line.starts_with("refused") || line == "killed 1",
+                "session b reached session a: {line}"
+            );
+        }
+        let still = call(&a, "print(secret, p.poll())").await;
+        assert_eq!(still.stdout, "1 None\n", "session a was disturbed: {still:?}");
+    });
+}
+
+#[test]
+fn forged_or_garbled_frames_close_only_that_session() {
+    rt().block_on(async {
+        let s = sched(0);
+        let bystander = open(&s, python(), SessionOptions::default()).await;
+        call(&bystander, "kept = 'yes'").await;
+        for (attack, want) in [
+            // A frame longer than the host accepts.
+            (
+                "import os\nos.write(3, b'X' + (1 << 60).to_bytes(8, 'big'))\nimport time\ntime.sleep(5)",
+                Status::SandboxError,
+            ),
+            // A frame of a kind the host never expects during a call.
+            (
+                "import os\nos.write(3, b'D' + (3).to_bytes(8, 'big') + b'abc')\nimport time\ntime.sleep(5)",
+                Status::SandboxError,
+            ),
+            // A completion with a guessed id.
+            (
+                "import os\nos.write(3, b'X' + (12).to_bytes(8, 'big') + bytes(12))\nimport time\ntime.sleep(5)",
+                Status::SandboxError,
+            ),
+            // Closing the control channel under the agent: it cannot answer, and exits.
+            ("import os\nos.close(3)", Status::Error),
+            // Ending the interpreter, agent and all.
+            ("import os\nos._exit(9)", Status::Error),
+        ] {
+            let victim = open(&s, python(), SessionOptions::default()).await;
+            let r = victim
+                .run(attack, None, Box::new(|_, _| {}))
+                .await
+                .expect("a result, not a hang or a host error");
+            assert_eq!(r.status, want, "{attack}: {r:?}");
+            if want == Status::SandboxError {
+                let message = r.error.expect("why").message;
+                assert!(message.contains("control channel"), "{attack}: {message}");
+            }
+            assert!(!victim.is_open(), "{attack}: the session goes on");
+            assert_closed(victim.run("print(1)", None, Box::new(|_, _| {})).await);
+        }
+        // A completion forged with the call's id (read out of the agent's frame) ends that call
+        // early: the session only ever fools itself, and the real completion, arriving during
+        // the next call, closes it.
+        let fooled = open(&s, python(), SessionOptions::default()).await;
+        let r = call(
+            &fooled,
+            "import os, sys, time\nid = sys._getframe(1).f_locals['call_id']\nos.write(3, b'X' + (12).to_bytes(8, 'big') + id + (0).to_bytes(4, 'big'))\ntime.sleep(0.3)",
+        )
+        .await;
+        assert_eq!(r.exit_code, Some(0), "{r:?}");
+        let next = fooled
+            .run("print(1)", None, Box::new(|_, _| {}))
+            .await
+            .expect("a result, not a hang or a host error");
+        assert_eq!(next.status, Status::SandboxError, "a stale completion was taken: {next:?}");
+        let message = next.error.expect("why").message;
+        assert!(message.contains("control channel"), "{message}");
+        match fooled.run("print(1)", None, Box::new(|_, _| {})).await {
+            Err(RuntimeError::SessionClosed { why }) => {
+                assert!(why.contains("control channel"), "{why}")
+            }
+            other => panic!("a tampered session served a call: {other:?}"),
+        }
+        fooled.close().await;
+        assert_eq!(call(&bystander, "print(kept)").await.stdout, "yes\n");
+        bystander.close().await;
+        assert!(live_session_sandboxes().is_empty(), "a session outlived its close");
+    });
+}
+
+#[test]
+fn sessions_refuse_what_they_cannot_do_and_name_the_field() {
+    rt().block_on(async {
+        let s = sched(0);
+        let cases = [
+            (
+                req(Language::Shell, ""),
+                SessionOptions::default(),
+                "language",
+            ),
+            (
+                RunRequest {
+                    result_channel: true,
+                    ..python()
+                },
+                SessionOptions::default(),
+                "result_channel",
+            ),
+            (
+                python(),
+                SessionOptions {
+                    max_lifetime: Duration::ZERO,
+                    ..SessionOptions::default()
+                },
+                "max_lifetime",
+            ),
+            (
+                python(),
+                SessionOptions {
+                    idle_timeout: Duration::from_secs(7200),
+                    max_lifetime: Duration::from_secs(60),
+                },
+                "idle_timeout",
+            ),
+        ];
+        for (template, options, want) in cases {
+            match s.session(template, options).await {
+                Err(RuntimeError::InvalidInput { field, .. }) => assert_eq!(field, want),
+                Err(e) => panic!("{want}: {e}"),
+                Ok(_) => panic!("{want}: a session started"),
+            }
+        }
+    });
+}
+
+#[test]
+fn shutdown_closes_every_session() {
+    rt().block_on(async {
+        let s = sched(0);
+        let a = open(&s, python(), SessionOptions::default()).await;
+        let b = open(&s, python(), SessionOptions::default()).await;
+        call(&a, "import subprocess\nsubprocess.Popen(['sleep', '60'])").await;
+        s.shutdown().await;
+        assert!(!a.is_open() && !b.is_open());
+        assert!(
+            live_session_sandboxes().is_empty(),
+            "a session outlived shutdown"
+        );
+        assert!(
+            !our_descendants().iter().any(|p| p.3.contains("sleep")),
+            "a session's process outlived shutdown"
+        );
+    });
+}
+
+#[test]
+fn a_cancelled_call_closes_its_session() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(&s, python(), SessionOptions::default()).await;
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(300),
+            session.run("import time\ntime.sleep(60)", None, Box::new(|_, _| {})),
+        )
+        .await;
+        assert!(dropped.is_err(), "the call ended by itself: {dropped:?}");
+        assert!(!session.is_open());
+        match session.run("print(1)", None, Box::new(|_, _| {})).await {
+            Err(RuntimeError::SessionClosed { why }) => assert!(why.contains("cancelled"), "{why}"),
+            other => panic!("a session whose call was cancelled served another: {other:?}"),
+        }
+        for _ in 0..100 {
+            if live_session_sandboxes().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            live_session_sandboxes().is_empty(),
+            "the cancelled call's sandbox lives on"
+        );
+    });
+}
