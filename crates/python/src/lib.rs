@@ -29,6 +29,8 @@ use runtime::{
 };
 use tokio::runtime::Runtime;
 
+mod session;
+
 /// How often a blocking wait wakes up to let Python handle signals (Ctrl-C).
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
@@ -432,6 +434,36 @@ impl Pending {
     }
 }
 
+/// Runs `work` on the runtime; when it ends, calls `on_done(ok, value)` with the GIL held:
+/// `(True, to_py(output))` or `(False, exception)`. Cancelling the returned `Pending` drops
+/// `work` (and `on_done` is never called).
+fn settle_later<T, F, C>(rt: &Runtime, on_done: Py<PyAny>, work: F, to_py: C) -> Pending
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, RuntimeError>> + Send + 'static,
+    C: for<'py> FnOnce(Python<'py>, T) -> PyResult<Bound<'py, PyAny>> + Send + 'static,
+{
+    let handle = rt.spawn(async move {
+        let outcome = work.await;
+        let _ = Python::try_attach(|py| {
+            let exception = |e: PyErr| e.into_value(py).into_bound(py).into_any();
+            let (ok, value) = match outcome {
+                Ok(v) => match to_py(py, v) {
+                    Ok(v) => (true, v),
+                    Err(e) => (false, exception(e)),
+                },
+                Err(e) => (false, exception(engine_error(py, &e))),
+            };
+            if let Err(e) = on_done.call1(py, (ok, value)) {
+                e.write_unraisable(py, Some(on_done.bind(py)));
+            }
+        });
+    });
+    Pending {
+        abort: handle.abort_handle(),
+    }
+}
+
 fn new_engine(config: SchedulerConfig) -> Engine {
     let scheduler = Arc::new(Mutex::new(Some(Scheduler::new(config))));
     let mut all = lock(&ENGINES);
@@ -537,30 +569,27 @@ impl Engine {
         let rt = runtime(py)?;
         let req = request.with(code.to_vec(), files, py);
         let sink = output_sink(on_stdout, on_stderr);
-        let handle = rt.spawn(async move {
-            let outcome = scheduler.run(req, sink).await;
-            let _ = Python::try_attach(|py| {
-                let (ok, value) = match outcome {
-                    Ok(r) => match result_dict(py, r) {
-                        Ok(d) => (true, d.into_any()),
-                        Err(e) => (false, e.into_value(py).into_bound(py).into_any()),
-                    },
-                    Err(e) => (
-                        false,
-                        engine_error(py, &e)
-                            .into_value(py)
-                            .into_bound(py)
-                            .into_any(),
-                    ),
-                };
-                if let Err(e) = on_done.call1(py, (ok, value)) {
-                    e.write_unraisable(py, Some(on_done.bind(py)));
-                }
-            });
-        });
-        Ok(Pending {
-            abort: handle.abort_handle(),
-        })
+        Ok(settle_later(
+            &rt,
+            on_done,
+            async move { scheduler.run(req, sink).await },
+            |py, r| result_dict(py, r).map(Bound::into_any),
+        ))
+    }
+
+    /// Starts a session shaped like `request` (seconds for the timeouts); `on_done(ok, value)`
+    /// gets a `Session` or the exception.
+    #[pyo3(signature = (request, on_done, idle_timeout = 300.0, max_lifetime = 3600.0))]
+    fn session(
+        &self,
+        py: Python<'_>,
+        request: &Request,
+        on_done: Py<PyAny>,
+        idle_timeout: f64,
+        max_lifetime: f64,
+    ) -> PyResult<Pending> {
+        let scheduler = self.scheduler(py)?;
+        session::start(py, scheduler, request, on_done, idle_timeout, max_lifetime)
     }
 
     /// Fills the warm pool for requests shaped like `request` and waits (GIL released) until
@@ -688,6 +717,7 @@ fn _airlock(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Request>()?;
     m.add_class::<Engine>()?;
     m.add_class::<Pending>()?;
+    m.add_class::<session::SessionHandle>()?;
     m.add_function(wrap_pyfunction!(default_engine, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(hint, m)?)?;

@@ -15,6 +15,10 @@
         r = await s.run("print(6 * 7)", on_stdout=print)
         r.status, r.stdout                      # ('ok', '42\\n')
 
+    async with airlock.Scheduler() as s, s.session() as session:
+        await session.run("x = 6 * 7")          # state persists between calls
+        (await session.run("print(x)")).stdout  # '42\n'
+
     airlock.run("print(1)").stdout              # blocking, for scripts
 
 The engine (namespaces, seccomp, Landlock, cgroups, warm pools) is Rust, embedded in this
@@ -43,9 +47,11 @@ from ._errors import (  # noqa: E402
     SandboxTimeoutError,
     SandboxUnavailableError,
     SerializationError,
+    SessionClosedError,
 )
 from ._result import ErrorInfo, Result, SchedulerConfig, Timing, Usage  # noqa: E402
 from ._scheduler import Scheduler, run  # noqa: E402
+from ._session import Session  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -53,6 +59,7 @@ __all__ = [
     "sandbox",
     "Scheduler",
     "SchedulerConfig",
+    "Session",
     "run",
     "Result",
     "ErrorInfo",
@@ -67,6 +74,7 @@ __all__ = [
     "SandboxUnavailableError",
     "SandboxInfrastructureError",
     "SandboxBusyError",
+    "SessionClosedError",
     "InvalidRequestError",
 ]
 

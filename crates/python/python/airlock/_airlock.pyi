@@ -44,6 +44,23 @@ class Pending:
     def cancel(self) -> None: ...
     def done(self) -> bool: ...
 
+class Session:
+    """A live session; each method reports through ``on_done(ok, value)``."""
+
+    def run(
+        self,
+        code: bytes,
+        on_done: Callable[[bool, Any], Any],
+        timeout: Optional[float] = None,
+        on_stdout: Optional[Callable[[bytes], Any]] = None,
+        on_stderr: Optional[Callable[[bytes], Any]] = None,
+    ) -> Pending: ...
+    def write_file(self, path: str, data: bytes, on_done: Callable[[bool, Any], Any]) -> Pending: ...
+    def read_file(self, path: str, on_done: Callable[[bool, Any], Any]) -> Pending: ...
+    def close(self, on_done: Callable[[bool, Any], Any]) -> Pending: ...
+    @property
+    def is_open(self) -> bool: ...
+
 class Engine:
     """A scheduler with warm pools, driven on the process-wide async runtime."""
 
@@ -72,6 +89,13 @@ class Engine:
         files: Optional[List[Tuple[str, bytes]]] = None,
         on_stdout: Optional[Callable[[bytes], Any]] = None,
         on_stderr: Optional[Callable[[bytes], Any]] = None,
+    ) -> Pending: ...
+    def session(
+        self,
+        request: Request,
+        on_done: Callable[[bool, Any], Any],
+        idle_timeout: float = 300.0,
+        max_lifetime: float = 3600.0,
     ) -> Pending: ...
     def prewarm(self, request: Request, count: int = 1, timeout: float = 30.0) -> int: ...
     def ready(self, request: Request) -> int: ...

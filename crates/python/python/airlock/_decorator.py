@@ -47,7 +47,7 @@ from ._errors import (
     remote_class,
 )
 from ._result import Result
-from ._scheduler import request_for, submit
+from ._scheduler import request_for, settled
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -547,7 +547,8 @@ def sandbox(
             async def async_call(*args: Any, **kwargs: Any) -> Any:
                 code, files = spec.encode_call(args, kwargs)
                 out, err = _forwarders()
-                d = await submit(_engine_for(files), spec.request, code, files, out, err)
+                engine = _engine_for(files)
+                d = await settled(lambda done: engine.submit(spec.request, code, done, files, out, err))
                 return spec.outcome(d)
 
             wrapper: Any = async_call

@@ -11,6 +11,7 @@
     ├── SandboxUnavailableError          this host cannot isolate (a missing kernel feature, no interpreter)
     ├── SandboxInfrastructureError       the sandbox failed to start or be supervised
     ├── SandboxBusyError                 too many runs are waiting; retry later
+    ├── SessionClosedError               a call to a session that was closed (the message says why)
     └── InvalidRequestError (ValueError) a bad argument: .field names it
 
 A remote exception of a builtin type is raised as a subclass of both ``SandboxExecutionError``
@@ -124,6 +125,11 @@ class SandboxBusyError(SandboxError):
     """Too many runs are already waiting; retry later."""
 
 
+class SessionClosedError(SandboxError):
+    """The session was closed (by ``close()``, its idle timeout or lifetime, or a call that
+    ended it); the message says why. Start a new session."""
+
+
 class InvalidRequestError(SandboxError, ValueError):
     """An argument is invalid; ``field`` names it (``"timeout"``, ``"memory"``, ``"env"``...)."""
 
@@ -148,6 +154,7 @@ _ENGINE_KINDS: Dict[str, Type[SandboxError]] = {
     "SandboxUnavailable": SandboxUnavailableError,
     "InterpreterNotFound": SandboxUnavailableError,
     "Busy": SandboxBusyError,
+    "SessionClosed": SessionClosedError,
     "SandboxError": SandboxInfrastructureError,
     "SandboxInfrastructureError": SandboxInfrastructureError,
     "NetworkError": SandboxInfrastructureError,

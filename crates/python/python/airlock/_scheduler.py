@@ -7,11 +7,14 @@ import codecs
 import inspect
 import threading
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _airlock
 from ._errors import InvalidRequestError
 from ._result import Result, SchedulerConfig
+
+if TYPE_CHECKING:
+    from ._session import SessionStart
 
 #: A streaming callback: called with each chunk of output as text, as it is produced. It may
 #: also be an ``async def`` function (awaited before ``run`` returns).
@@ -164,18 +167,11 @@ class _TextSink:
         self._deliver(self._decoder.decode(b"", final=True))
 
 
-async def submit(
-    engine: "_airlock.Engine",
-    request: "_airlock.Request",
-    code: bytes,
-    files: Optional[List[Tuple[str, bytes]]] = None,
-    on_stdout: Optional[Callable[[bytes], Any]] = None,
-    on_stderr: Optional[Callable[[bytes], Any]] = None,
-) -> Dict[str, Any]:
-    """Runs on the engine without blocking the event loop; cancelling the awaiting task
-    kills the run's sandbox."""
+async def settled(start: Callable[[Callable[[bool, Any], None]], "_airlock.Pending"]) -> Any:
+    """Awaits work that ``start(on_done)`` began on the engine, without blocking the event
+    loop; cancelling the awaiting task cancels the work (a run's sandbox is killed)."""
     loop = asyncio.get_running_loop()
-    fut: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
+    fut: "asyncio.Future[Any]" = loop.create_future()
 
     def settle(ok: bool, value: Any) -> None:
         if fut.done():
@@ -191,12 +187,39 @@ async def submit(
         except RuntimeError:  # the loop is closed: nobody waits for this any more
             pass
 
-    pending = engine.submit(request, code, on_done, files, on_stdout, on_stderr)
+    pending = start(on_done)
     try:
         return await fut
     except asyncio.CancelledError:
         pending.cancel()
         raise
+
+
+async def streamed(
+    on_stdout: Optional[OutputCallback],
+    on_stderr: Optional[OutputCallback],
+    go: Callable[[Optional[Callable[[bytes], None]], Optional[Callable[[bytes], None]]], Awaitable[Any]],
+) -> Any:
+    """Awaits ``go(feed_stdout, feed_stderr)``, passing output to the callbacks as text on the
+    event loop's thread; async callbacks are awaited before this returns."""
+    loop = asyncio.get_running_loop()
+
+    def on_loop(fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass
+
+    sinks = [_TextSink(cb, on_loop) if cb is not None else None for cb in (on_stdout, on_stderr)]
+    value = await go(sinks[0].feed if sinks[0] else None, sinks[1].feed if sinks[1] else None)
+    pending: List[Awaitable[Any]] = []
+    for sink in sinks:
+        if sink is not None:
+            sink.close()
+            pending.extend(sink.pending)
+    if pending:
+        await asyncio.gather(*pending)
+    return value
 
 
 class Scheduler:
@@ -314,30 +337,14 @@ class Scheduler:
             packages=packages,
             trust_packages=trust_packages,
         )
-        loop = asyncio.get_running_loop()
-
-        def on_loop(fn: Callable[..., Any], *args: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:
-                pass
-
-        sinks = [_TextSink(cb, on_loop) if cb is not None else None for cb in (on_stdout, on_stderr)]
-        d = await submit(
-            self._engine,
-            request,
-            _code_bytes(code),
-            _files(files),
-            sinks[0].feed if sinks[0] else None,
-            sinks[1].feed if sinks[1] else None,
+        code_bytes, file_list = _code_bytes(code), _files(files)
+        d = await streamed(
+            on_stdout,
+            on_stderr,
+            lambda out, err: settled(
+                lambda done: self._engine.submit(request, code_bytes, done, file_list, out, err)
+            ),
         )
-        pending: List[Awaitable[Any]] = []
-        for sink in sinks:
-            if sink is not None:
-                sink.close()
-                pending.extend(sink.pending)
-        if pending:
-            await asyncio.gather(*pending)
         return Result._from_engine(d)
 
     def run_sync(
@@ -380,6 +387,47 @@ class Scheduler:
             if sink is not None:
                 sink.close()
         return Result._from_engine(d)
+
+    def session(
+        self,
+        language: str = "python",
+        *,
+        packages: Optional[Sequence[str]] = None,
+        timeout: float = 30,
+        memory_mb: int = 512,
+        network: str = "none",
+        allowed_domains: Optional[Sequence[str]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        idle_timeout: float = 300,
+        max_lifetime: float = 3600,
+    ) -> "SessionStart":
+        """A :class:`Session`: one sandbox whose state persists across calls, for a notebook
+        or an agent's REPL. ``await scheduler.session(...)`` starts it;
+        ``async with scheduler.session(...) as s:`` also closes it at the end.
+
+        The arguments are :meth:`run`'s (Python only, so far); ``timeout`` is each call's
+        default. ``idle_timeout`` (seconds, 0.1 up to ``max_lifetime``) closes a session left
+        without calls; ``max_lifetime`` (1–86400 seconds) closes it whatever it is doing. A
+        scheduler holds at most 8 sessions per core; one more raises
+        :class:`SandboxBusyError`.
+        """
+        from ._session import SessionStart, _seconds
+
+        request = request_for(
+            language=language,
+            timeout=timeout,
+            memory_mb=memory_mb,
+            network=network,
+            allowed_domains=allowed_domains,
+            env=env,
+            packages=packages,
+        )
+        return SessionStart(
+            self._engine,
+            request,
+            _seconds("idle_timeout", idle_timeout),
+            _seconds("max_lifetime", max_lifetime),
+        )
 
     async def prewarm(
         self,
