@@ -102,6 +102,8 @@ pub(crate) struct Shared {
     last_used: Mutex<Instant>,
     /// Why the session was closed, for the calls that come after.
     closed: Mutex<Option<String>>,
+    /// The packages' environment key, for every call's result.
+    environment: Option<String>,
 }
 
 impl Drop for Shared {
@@ -144,6 +146,7 @@ impl Session {
                 .map_err(|e| worker_failed("starting a session", e))??;
         let (tx, ended) = watch::channel(None);
         let (pid, killer) = (sandbox.sandbox.pid(), sandbox.sandbox.killer());
+        let environment = sandbox.env.as_ref().map(|e| e.key.clone());
         // The sandbox is watched (and its lifetime enforced) on a thread of its own until it
         // ends; what it writes outside a call goes nowhere.
         std::thread::Builder::new()
@@ -175,6 +178,7 @@ impl Session {
             ended,
             last_used: Mutex::new(Instant::now()),
             closed: Mutex::new(None),
+            environment,
         });
         tokio::spawn(close_when_idle(
             Arc::downgrade(&shared),
@@ -580,6 +584,11 @@ impl Call {
             }
         }
         let mut result = crate::run::result_from(req, outcome, "warm");
+        if let Some(key) = &s.environment {
+            // Found or built when the session started: no call waits for an install.
+            result.environment = Some(key.clone());
+            result.environment_cached = Some(true);
+        }
         if let Ending::Broken(why) = ending {
             result.status = crate::Status::SandboxError;
             result.error = Some(crate::ErrorInfo {

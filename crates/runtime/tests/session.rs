@@ -467,3 +467,24 @@ fn a_cancelled_call_closes_its_session() {
         );
     });
 }
+
+#[test]
+fn a_session_with_packages_imports_them_from_its_environment() {
+    rt().block_on(async {
+        let s = sched(0);
+        let wheels = Wheelhouse::new("session-pkg", "airlock_sessionpkg", "VALUE = 7\n");
+        let template = RunRequest {
+            timeout: Duration::from_secs(20),
+            ..wheels.request("airlock_sessionpkg", "", false)
+        };
+        let session = open(&s, template, SessionOptions::default()).await;
+        call(&session, "import airlock_sessionpkg as p\np.VALUE += 1").await;
+        let r = call(&session, "print(p.VALUE)").await;
+        assert_eq!(r.stdout, "8\n", "{r:?}");
+        assert!(
+            r.environment.is_some() && r.environment_cached == Some(true),
+            "{r:?}"
+        );
+        session.close().await;
+    });
+}

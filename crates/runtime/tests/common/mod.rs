@@ -192,3 +192,62 @@ pub fn our_descendants() -> Vec<(i32, i32, String, String)> {
         found.extend(next);
     }
 }
+
+/// A wheelhouse holding one pure-Python wheel (`name` 1.0, whose `__init__.py` is `init`) and
+/// a store of its own; removed on drop.
+pub struct Wheelhouse {
+    pub dir: std::path::PathBuf,
+}
+
+impl Wheelhouse {
+    pub fn new(tag: &str, name: &str, init: &str) -> Wheelhouse {
+        let dir = std::env::temp_dir().join(format!("airlock-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("links")).unwrap();
+        let writer = r#"
+import base64, hashlib, sys, zipfile
+directory, name, init = sys.argv[1:]
+dist = f"{name}-1.0.dist-info"
+files = {f"{name}/__init__.py": init,
+         f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: airlock-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+record = []
+for path, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append(f"{path},sha256={digest},{len(text.encode())}")
+files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
+with zipfile.ZipFile(f"{directory}/{name}-1.0-py3-none-any.whl", "w") as z:
+    for path, text in files.items():
+        z.writestr(path, text)
+"#;
+        let made = std::process::Command::new("python3")
+            .args(["-c", writer])
+            .arg(dir.join("links"))
+            .args([name, init])
+            .status()
+            .unwrap();
+        assert!(made.success(), "writing the test wheel");
+        Wheelhouse { dir }
+    }
+
+    /// A request for `code` with the wheel's package, installed from this wheelhouse alone.
+    pub fn request(&self, name: &str, code: &str, trusted: bool) -> RunRequest {
+        RunRequest {
+            packages: vec![format!("{name}==1.0")],
+            trust_packages: trusted,
+            package_config: airlock_runtime::PackageConfig {
+                home: Some(self.dir.join("store")),
+                find_links: vec![self.dir.join("links")],
+                no_index: true,
+                ..Default::default()
+            },
+            ..req(Language::Python, code)
+        }
+    }
+}
+
+impl Drop for Wheelhouse {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
