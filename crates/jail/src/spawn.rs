@@ -446,6 +446,11 @@ impl Sandbox {
 
     /// A handle that kills this sandbox from any thread (cancellation), even while another
     /// thread waits on it. Killing a sandbox that already ended does nothing.
+    /// Reads the sandbox's cgroup usage from another thread; `None` without a cgroup.
+    pub fn meter(&self) -> Option<crate::cgroup::Meter> {
+        self.cgroup.as_ref().map(Cgroup::meter)
+    }
+
     pub fn killer(&self) -> Killer {
         Killer(KillTarget::Pidfd(std::sync::Arc::clone(&self.pidfd)))
     }

@@ -95,8 +95,11 @@ pub(crate) struct Shared {
     /// The agent's control socket, held for the length of a call; `None` once closed.
     control: tokio::sync::Mutex<Option<UnixStream>>,
     killer: Killer,
-    /// The sandbox's init (the interpreter) on the host, for reading its usage.
+    /// The sandbox's init (the interpreter) on the host, for reading its usage without a
+    /// cgroup.
     pid: i32,
+    /// Reads the sandbox's cgroup, which its watcher thread owns.
+    meter: Option<jail::cgroup::Meter>,
     /// Set once the sandbox has ended, with how.
     ended: watch::Receiver<Option<jail::Outcome>>,
     last_used: Mutex<Instant>,
@@ -147,6 +150,7 @@ impl Session {
         let (tx, ended) = watch::channel(None);
         let (pid, killer) = (sandbox.sandbox.pid(), sandbox.sandbox.killer());
         let environment = sandbox.env.as_ref().map(|e| e.key.clone());
+        let meter = sandbox.sandbox.meter();
         // The sandbox is watched (and its lifetime enforced) on a thread of its own until it
         // ends; what it writes outside a call goes nowhere.
         std::thread::Builder::new()
@@ -175,6 +179,7 @@ impl Session {
             control: tokio::sync::Mutex::new(Some(control)),
             killer,
             pid,
+            meter,
             ended,
             last_used: Mutex::new(Instant::now()),
             closed: Mutex::new(None),
@@ -465,7 +470,7 @@ impl Call {
         on_output: OnOutput,
     ) -> Result<RunResult, RuntimeError> {
         let started = Instant::now();
-        let before = jail::process_usage(s.pid).ok();
+        let before = sample(s);
         let sink = Arc::new(Mutex::new(on_output));
         let (stop, stopped) = watch::channel(false);
         let mut ends = Vec::new();
@@ -532,6 +537,13 @@ impl Call {
             None => Ending::TimedOut,
         };
         let elapsed = started.elapsed();
+        let after = sample(s);
+        let ending = match ending {
+            // The memory limit killed a process of the session. On cgroup v2 that ends the
+            // whole sandbox (`memory.oom.group`); on v1 it is ended here, to the same effect.
+            Ending::Status(_) if after.as_ref().is_some_and(|a| a.oom) => Ending::Ended,
+            other => other,
+        };
         if !matches!(ending, Ending::Status(_)) {
             if let Ending::Broken(why) = &ending {
                 s.close(why);
@@ -564,7 +576,6 @@ impl Call {
         match ending {
             Ending::Status(code) => {
                 outcome.exit_code = Some((code & 0xFF) as i32);
-                let after = jail::process_usage(s.pid).ok();
                 if let (Some(b), Some(a)) = (before, after) {
                     outcome.usage = jail::Usage {
                         cpu: a.cpu.saturating_sub(b.cpu),
@@ -601,6 +612,39 @@ impl Call {
             });
         }
         Ok(result)
+    }
+}
+
+/// The session's usage so far, read from outside.
+struct Sample {
+    cpu: Duration,
+    memory_peak_bytes: u64,
+    /// The memory limit has killed a process.
+    oom: bool,
+}
+
+/// From the session's cgroup (every process of it), or without one from its interpreter (and
+/// the children it reaped).
+fn sample(s: &Shared) -> Option<Sample> {
+    let own = || jail::process_usage(s.pid).ok();
+    match &s.meter {
+        Some(meter) => {
+            let u = meter.usage();
+            let cpu = u
+                .cpu_ns
+                .map(Duration::from_nanos)
+                .or_else(|| own().map(|o| o.cpu))?;
+            Some(Sample {
+                cpu,
+                memory_peak_bytes: u.memory_peak_bytes.unwrap_or(0),
+                oom: u.oom,
+            })
+        }
+        None => own().map(|o| Sample {
+            cpu: o.cpu,
+            memory_peak_bytes: o.memory_peak_bytes,
+            oom: false,
+        }),
     }
 }
 

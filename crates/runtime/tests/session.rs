@@ -128,6 +128,15 @@ fn an_exception_or_exit_ends_the_call_not_the_session() {
             r.usage.memory_peak_bytes > 0,
             "usage read from outside: {r:?}"
         );
+        // The call's CPU time is its own, not the session's so far: a busy call counts some,
+        // a trivial one after it less.
+        let busy = call(&session, "n = sum(range(3 * 10**7))").await;
+        assert!(busy.usage.cpu_ms > 0, "{busy:?}");
+        let idle = call(&session, "pass").await;
+        assert!(
+            idle.usage.cpu_ms < busy.usage.cpu_ms,
+            "{idle:?} after {busy:?}"
+        );
     });
 }
 
@@ -154,7 +163,7 @@ fn a_call_that_times_out_ends_the_session() {
 }
 
 #[test]
-fn a_memory_error_ends_the_call_not_the_session() {
+fn a_memory_error_ends_the_call_and_an_oom_kill_the_session() {
     rt().block_on(async {
         let s = sched(0);
         let small = RunRequest {
@@ -167,6 +176,14 @@ fn a_memory_error_ends_the_call_not_the_session() {
         assert_eq!(r.status, Status::Error, "{r:?}");
         assert_eq!(r.error.expect("parsed error").kind, "MemoryError");
         assert_eq!(call(&session, "print(kept)").await.stdout, "1\n");
+        // A process that the memory limit kills ends the session, on v1 as on v2.
+        let r = call(
+            &session,
+            "import subprocess\nsubprocess.run('head -c 2000000000 /dev/zero | tail > /dev/null', shell=True)\nprint('survived')",
+        )
+        .await;
+        assert_eq!(r.status, Status::MemoryLimit, "{r:?}");
+        assert_closed(session.run("print(1)", None, Box::new(|_, _| {})).await);
     });
 }
 

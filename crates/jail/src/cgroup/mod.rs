@@ -192,6 +192,34 @@ pub struct CgroupUsage {
     pub oom: bool,
 }
 
+/// Reads a cgroup's usage without holding it: for a supervisor that samples a long-lived
+/// sandbox (a session) while another thread owns its cgroup. Once the cgroup is removed, every
+/// figure reads as unknown.
+#[derive(Clone, Debug)]
+pub enum Meter {
+    V1 {
+        memory: PathBuf,
+        cpuacct: Option<PathBuf>,
+        unified: Option<PathBuf>,
+    },
+    V2 {
+        dir: PathBuf,
+    },
+}
+
+impl Meter {
+    pub fn usage(&self) -> CgroupUsage {
+        match self {
+            Meter::V1 {
+                memory,
+                cpuacct,
+                unified,
+            } => v1::usage_at(memory, cpuacct.as_deref(), unified.as_deref()),
+            Meter::V2 { dir } => v2::usage_at(dir),
+        }
+    }
+}
+
 /// One run's cgroup. Dropping it kills what is left inside (where the kernel can) and removes it
 /// on every hierarchy; it never panics.
 #[derive(Debug)]
@@ -315,6 +343,14 @@ impl Cgroup {
         match &self.backend {
             Backend::V1(c) => c.usage(),
             Backend::V2(c) => c.usage(),
+        }
+    }
+
+    /// A [`Meter`] of this cgroup.
+    pub fn meter(&self) -> Meter {
+        match &self.backend {
+            Backend::V1(c) => c.meter(),
+            Backend::V2(c) => c.meter(),
         }
     }
 

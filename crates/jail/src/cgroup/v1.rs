@@ -7,7 +7,7 @@
 //! that root prepared and named in `AIRLOCK_CGROUP_PARENT`.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::parse::{self, CgroupMount};
@@ -305,21 +305,42 @@ impl V1Cgroup {
     }
 
     pub fn usage(&self) -> CgroupUsage {
-        let oom_control = read(&self.memory.join("memory.oom_control")).unwrap_or_default();
-        let oom = match parse::keyed(&oom_control, "oom_kill") {
-            Some(kills) => kills > 0,
-            // Before Linux 4.13 there is no oom_kill counter; failcnt is the closest there is.
-            None => read_number(&self.memory.join("memory.failcnt")).is_some_and(|n| n > 0),
-        } || parse::keyed(&oom_control, "under_oom") == Some(1);
-        let cpu_ns = self
-            .cpuacct
-            .as_ref()
-            .and_then(|d| read_number(&d.join("cpuacct.usage")))
-            .or_else(|| self.unified.as_deref().and_then(super::v2::cpu_stat_ns));
-        CgroupUsage {
-            memory_peak_bytes: read_number(&self.memory.join("memory.max_usage_in_bytes")),
-            cpu_ns,
-            oom,
+        usage_at(
+            &self.memory,
+            self.cpuacct.as_deref(),
+            self.unified.as_deref(),
+        )
+    }
+
+    /// The files [`V1Cgroup::usage`] reads, for reading them later without the cgroup.
+    pub fn meter(&self) -> super::Meter {
+        super::Meter::V1 {
+            memory: self.memory.clone(),
+            cpuacct: self.cpuacct.clone(),
+            unified: self.unified.clone(),
         }
+    }
+}
+
+/// What a run consumed, from its v1 memory and cpuacct directories (and the tracking cgroup's
+/// `cpu.stat` where there is no cpuacct).
+pub(super) fn usage_at(
+    memory: &Path,
+    cpuacct: Option<&Path>,
+    unified: Option<&Path>,
+) -> CgroupUsage {
+    let oom_control = read(&memory.join("memory.oom_control")).unwrap_or_default();
+    let oom = match parse::keyed(&oom_control, "oom_kill") {
+        Some(kills) => kills > 0,
+        // Before Linux 4.13 there is no oom_kill counter; failcnt is the closest there is.
+        None => read_number(&memory.join("memory.failcnt")).is_some_and(|n| n > 0),
+    } || parse::keyed(&oom_control, "under_oom") == Some(1);
+    let cpu_ns = cpuacct
+        .and_then(|d| read_number(&d.join("cpuacct.usage")))
+        .or_else(|| unified.and_then(super::v2::cpu_stat_ns));
+    CgroupUsage {
+        memory_peak_bytes: read_number(&memory.join("memory.max_usage_in_bytes")),
+        cpu_ns,
+        oom,
     }
 }

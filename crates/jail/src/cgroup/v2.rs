@@ -476,13 +476,25 @@ impl V2Cgroup {
     }
 
     pub fn usage(&self) -> CgroupUsage {
-        let events = read(&self.dir.join("memory.events")).unwrap_or_default();
-        let count = |k| parse::keyed(&events, k).unwrap_or(0);
-        CgroupUsage {
-            memory_peak_bytes: read_number(&self.dir.join("memory.peak")),
-            cpu_ns: cpu_stat_ns(&self.dir),
-            oom: count("oom") > 0 || count("oom_kill") > 0,
+        usage_at(&self.dir)
+    }
+
+    /// The directory [`V2Cgroup::usage`] reads, for reading it later without the cgroup.
+    pub fn meter(&self) -> super::Meter {
+        super::Meter::V2 {
+            dir: self.dir.clone(),
         }
+    }
+}
+
+/// What a run consumed, from its v2 directory.
+pub(super) fn usage_at(dir: &Path) -> CgroupUsage {
+    let events = read(&dir.join("memory.events")).unwrap_or_default();
+    let count = |k| parse::keyed(&events, k).unwrap_or(0);
+    CgroupUsage {
+        memory_peak_bytes: read_number(&dir.join("memory.peak")),
+        cpu_ns: cpu_stat_ns(dir),
+        oom: count("oom") > 0 || count("oom_kill") > 0,
     }
 }
 
