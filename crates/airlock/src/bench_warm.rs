@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use runtime::{Language, RunRequest, Scheduler, SchedulerConfig, Status};
+use runtime::{Language, RunRequest, Scheduler, SchedulerConfig, SessionOptions, Status};
 
 /// One measured row: name, samples in milliseconds (sorted), and a note.
 pub struct WarmRow {
@@ -78,6 +78,7 @@ pub fn measure(plan: &WarmPlan) -> Vec<WarmRow> {
             )
             .await,
         );
+        rows.push(session_row(&sched, &r, plan.runs).await);
         if plan.soak > 0 {
             rows.push(soak_row(&sched, &r, plan.soak).await);
         }
@@ -188,6 +189,40 @@ async fn round_trip_row(
         p99_ms: pct(&samples, 0.99),
         per_second: None,
         note: format!("{} runs, {cold} fell back to cold; {target}", samples.len()),
+    }
+}
+
+/// A session's call round trip: `runs` calls of `r`'s code in one session, which keeps its
+/// state (not a fresh sandbox per call); the note gives how long the session took to start.
+async fn session_row(sched: &Scheduler, r: &RunRequest, runs: usize) -> WarmRow {
+    let name = "session call (state kept)";
+    let t = Instant::now();
+    let session = match sched.session(r.clone(), SessionOptions::default()).await {
+        Ok(s) => s,
+        Err(e) => return failed(name, e.to_string()),
+    };
+    let start_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        match session.run(r.code.clone(), None, Box::new(|_, _| {})).await {
+            Ok(res) if res.status == Status::Ok => samples.push(t.elapsed().as_secs_f64() * 1e3),
+            Ok(res) => return failed(name, format!("{:?}: {}", res.status, res.stderr)),
+            Err(e) => return failed(name, e.to_string()),
+        }
+    }
+    session.close().await;
+    samples.sort_by(f64::total_cmp);
+    WarmRow {
+        name: name.into(),
+        median_ms: pct(&samples, 0.5),
+        p90_ms: pct(&samples, 0.9),
+        p99_ms: pct(&samples, 0.99),
+        per_second: None,
+        note: format!(
+            "{} calls in one session, started in {start_ms:.1} ms",
+            samples.len()
+        ),
     }
 }
 
