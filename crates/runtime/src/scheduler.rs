@@ -91,6 +91,8 @@ struct Inner {
     closing: std::sync::atomic::AtomicBool,
     /// Sessions started and not yet known to have ended.
     sessions: Mutex<Vec<Weak<session::Shared>>>,
+    /// Sessions being started (counted against `max_sessions`).
+    sessions_starting: AtomicUsize,
 }
 
 /// Runs requests in fresh sandboxes. Cheap to clone; every clone shares the pools.
@@ -152,6 +154,7 @@ impl Scheduler {
             started_warm: AtomicUsize::new(0),
             closing: std::sync::atomic::AtomicBool::new(false),
             sessions: Mutex::new(Vec::new()),
+            sessions_starting: AtomicUsize::new(0),
             config,
         });
         let weak = Arc::downgrade(&inner);
@@ -229,25 +232,44 @@ impl Scheduler {
         template: RunRequest,
         options: SessionOptions,
     ) -> Result<Session, RuntimeError> {
-        {
+        let shut_down = || RuntimeError::SessionClosed {
+            why: "the scheduler shut down".into(),
+        };
+        let starting = {
             let mut open = self
                 .inner
                 .sessions
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             open.retain(|s| s.upgrade().is_some_and(|s| !s.has_ended()));
-            if open.len() >= self.inner.config.max_sessions {
+            if open.len() + self.inner.sessions_starting.load(Ordering::SeqCst)
+                >= self.inner.config.max_sessions
+            {
                 return Err(RuntimeError::Busy {
                     queued: self.inner.config.max_sessions,
                 });
             }
-        }
-        let session = Session::start(template, options).await?;
+            if self.inner.closing.load(Ordering::SeqCst) {
+                return Err(shut_down());
+            }
+            // Counted under the lock, so concurrent starts cannot pass the limit together;
+            // uncounted when the start ends, however it ends (its future may be dropped).
+            Starting::count(&self.inner.sessions_starting)
+        };
+        let started = Session::start(template, options).await;
         let mut open = self
             .inner
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        drop(starting);
+        let session = started?;
+        if self.inner.closing.load(Ordering::SeqCst) {
+            // `shutdown` has already closed the sessions it knew of: this one must not outlive it.
+            drop(open);
+            session.close().await;
+            return Err(shut_down());
+        }
         open.push(session.shared());
         Ok(session)
     }
@@ -570,5 +592,21 @@ fn reap(weak: Weak<Inner>) {
         for key in keys {
             refill(&inner, &key);
         }
+    }
+}
+
+/// One session being started, counted while it lasts.
+struct Starting<'a>(&'a AtomicUsize);
+
+impl<'a> Starting<'a> {
+    fn count(n: &'a AtomicUsize) -> Starting<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Starting(n)
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

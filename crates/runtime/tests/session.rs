@@ -505,3 +505,40 @@ fn a_session_with_packages_imports_them_from_its_environment() {
         session.close().await;
     });
 }
+
+#[test]
+fn sessions_beyond_the_limit_are_refused_even_when_started_together() {
+    rt().block_on(async {
+        let s = track(Scheduler::new(airlock_runtime::SchedulerConfig {
+            pool_size: 0,
+            max_sessions: 2,
+            ..airlock_runtime::SchedulerConfig::default()
+        }));
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.session(python(), SessionOptions::default()).await })
+            })
+            .collect();
+        let mut open = Vec::new();
+        let mut busy = 0;
+        for start in starts {
+            match start.await.unwrap() {
+                Ok(session) => open.push(session),
+                Err(RuntimeError::Busy { .. }) => busy += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!((open.len(), busy), (2, 2));
+        // A closed session frees its place.
+        open.pop().unwrap().close().await;
+        let again = s.session(python(), SessionOptions::default()).await;
+        assert!(again.is_ok(), "{:?}", again.err());
+        s.shutdown().await;
+        match s.session(python(), SessionOptions::default()).await {
+            Err(RuntimeError::SessionClosed { why }) => assert!(why.contains("shut down"), "{why}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a session started after shutdown"),
+        }
+    });
+}
