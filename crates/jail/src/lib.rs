@@ -22,7 +22,9 @@ pub use error::{JailError, Result};
 pub use policy::{
     CgroupMode, File, Limits, Mount, Network, Policy, SANDBOX_GID, SANDBOX_UID, SANDBOX_USER,
 };
-pub use spawn::{Command, Killer, Sandbox, process_usage, send_with_fds};
+pub use spawn::{
+    Command, Killer, Sandbox, prepare_descriptor_passing, process_usage, send_with_fds,
+};
 pub use supervise::{Outcome, OutputCap, Stream, Timing, Usage};
 #[cfg(feature = "zygote-lib")]
 pub use zygote::ffi;

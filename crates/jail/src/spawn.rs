@@ -444,13 +444,13 @@ impl Sandbox {
         matches!(sys::poll(&mut fds, 0), Ok(n) if n > 0)
     }
 
-    /// A handle that kills this sandbox from any thread (cancellation), even while another
-    /// thread waits on it. Killing a sandbox that already ended does nothing.
     /// Reads the sandbox's cgroup usage from another thread; `None` without a cgroup.
     pub fn meter(&self) -> Option<crate::cgroup::Meter> {
         self.cgroup.as_ref().map(Cgroup::meter)
     }
 
+    /// A handle that kills this sandbox from any thread (cancellation), even while another
+    /// thread waits on it. Killing a sandbox that already ended does nothing.
     pub fn killer(&self) -> Killer {
         Killer(KillTarget::Pidfd(std::sync::Arc::clone(&self.pidfd)))
     }
@@ -499,6 +499,15 @@ impl Killer {
         Killer(KillTarget::Cgroup(
             cg.map_or_else(std::sync::Weak::new, std::sync::Arc::downgrade),
         ))
+    }
+
+    /// Whether the sandbox's init has not been reaped yet (a zombie counts): while it has not,
+    /// its pid is its own, so what `/proc/<pid>` said was about it.
+    pub fn not_reaped(&self) -> bool {
+        match &self.0 {
+            KillTarget::Pidfd(fd) => sys::pidfd_send_signal(fd.as_raw_fd(), 0).is_ok(),
+            KillTarget::Cgroup(cg) => cg.strong_count() > 0,
+        }
     }
 
     pub fn kill(&self) {
@@ -566,13 +575,41 @@ pub fn process_usage(pid: i32) -> io::Result<crate::Usage> {
 
 /// Sends `data` (not empty) with the descriptors `fds` in one message over the UNIX socket
 /// `sock` (SCM_RIGHTS): how a long-lived sandbox is given fresh pipes for each of its calls.
+/// Returns how many bytes went: on a stream socket, perhaps fewer than `data` (the
+/// descriptors travel with the first), the rest being the caller's to send.
 pub fn send_with_fds(
     sock: std::os::fd::BorrowedFd<'_>,
     data: &[u8],
     fds: &[std::os::fd::BorrowedFd<'_>],
-) -> io::Result<()> {
+) -> io::Result<usize> {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     sys::send_fds(sock.as_raw_fd(), data, &raw).map_err(io::Error::from_raw_os_error)
+}
+
+/// Descriptors one SCM_RIGHTS message may carry (the kernel's `SCM_MAX_FD`).
+const SCM_MAX_FD: u64 = 253;
+
+/// Makes passing descriptors to sandboxes (a zygote's runs, a session's calls) immune to what
+/// sandboxes do, for sandboxes with at most `most_open_files` open; call once before the
+/// first. The kernel refuses to send a descriptor while the sender's user has more in flight
+/// (sent, not yet received) than the sender's soft RLIMIT_NOFILE, unless it holds
+/// CAP_SYS_RESOURCE. Run as an ordinary user, every sandbox is that same user, and one can park
+/// up to its own limit plus 253 in a socket it never reads: with the supervisor's soft limit at
+/// the usual 1024, that stops every other sandbox's descriptors. So the soft limit is raised to
+/// the hard one. `Err` says when that is still not enough, and what to do.
+pub fn prepare_descriptor_passing(most_open_files: u64) -> io::Result<()> {
+    let soft = sys::raise_nofile_to_hard().map_err(io::Error::from_raw_os_error)?;
+    // As root each sandbox is a user of its own, and the sends are root's.
+    if sys::geteuid() != 0 && soft <= most_open_files + SCM_MAX_FD {
+        return Err(io::Error::other(format!(
+            "this process may open {soft} files at most (RLIMIT_NOFILE): a sandbox that \
+             parks {most_open_files} descriptors in flight can then stop descriptors from \
+             reaching other sandboxes (their runs and session calls fail); raise the hard \
+             limit above {} (`ulimit -Hn`, or LimitNOFILE= for a service)",
+            most_open_files + SCM_MAX_FD
+        )));
+    }
+    Ok(())
 }
 
 /// A fresh name for a run's cgroup, `run-<supervisor pid>-<counter>` (what `cleanup_stale`

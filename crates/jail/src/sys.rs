@@ -283,6 +283,27 @@ pub(crate) fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> SysR
     check_int(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
 }
 
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit; returns the soft limit now.
+pub(crate) fn raise_nofile_to_hard() -> SysResult<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid, writable rlimit.
+    check_int(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: raised is a valid rlimit; raising a soft limit up to the hard one needs no
+        // privilege.
+        check_int(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) })?;
+        lim.rlim_cur = lim.rlim_max;
+    }
+    Ok(lim.rlim_cur)
+}
+
 /// Sets another process's RLIMIT_CPU (soft and hard) to `seconds`.
 pub(crate) fn prlimit_cpu(pid: i32, seconds: u64) -> SysResult {
     let lim = libc::rlimit64 {
@@ -743,8 +764,8 @@ pub(crate) const MAX_FDS_PER_MESSAGE: usize = 16;
 struct FdCmsg([u8; 80]);
 
 /// Sends `data` (not empty) and the descriptors `fds` in one message over a UNIX socket
-/// (SCM_RIGHTS). Never raises SIGPIPE.
-pub(crate) fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> SysResult {
+/// (SCM_RIGHTS); returns how many bytes went. Never raises SIGPIPE.
+pub(crate) fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> SysResult<usize> {
     if data.is_empty() || fds.len() > MAX_FDS_PER_MESSAGE {
         return Err(libc::EINVAL);
     }
@@ -776,7 +797,7 @@ pub(crate) fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> SysResult {
         loop {
             match check(libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) as libc::c_long) {
                 Err(libc::EINTR) => continue,
-                r => return r.map(drop),
+                r => return r.map(|n| n as usize),
             }
         }
     }
@@ -837,7 +858,7 @@ pub(crate) fn recv_fds(
 
 /// Sends one descriptor with a one-byte payload.
 pub(crate) fn send_fd(sock: RawFd, fd: RawFd) -> SysResult {
-    send_fds(sock, b"f", &[fd])
+    send_fds(sock, b"f", &[fd]).map(drop)
 }
 
 /// Receives one descriptor sent by `send_fd`; `None` when the peer closed without sending.

@@ -147,6 +147,7 @@ impl Scheduler {
     pub fn new(config: SchedulerConfig) -> Scheduler {
         // What a crashed supervisor left: empty run cgroups.
         jail::cgroup::cleanup_stale();
+        prepare_descriptor_passing();
         let inner = Arc::new(Inner {
             permits: Semaphore::new(config.max_concurrent.max(1)),
             waiting: AtomicUsize::new(0),
@@ -256,21 +257,27 @@ impl Scheduler {
             // uncounted when the start ends, however it ends (its future may be dropped).
             Starting::count(&self.inner.sessions_starting)
         };
-        let started = Session::start(template, options).await;
-        let mut open = self
-            .inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        drop(starting);
-        let session = started?;
-        if self.inner.closing.load(Ordering::SeqCst) {
-            // `shutdown` has already closed the sessions it knew of: this one must not outlive it.
-            drop(open);
+        let session = Session::start(template, options).await?;
+        let registered = {
+            let mut open = self
+                .inner
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // Under the lock `shutdown` drains under: either it sees this session, or this
+            // sees that it is closing.
+            let closing = self.inner.closing.load(Ordering::SeqCst);
+            if !closing {
+                open.push(session.shared());
+            }
+            !closing
+        };
+        if !registered {
+            // Still counted as starting, so `shutdown` waits until this is gone too.
             session.close().await;
             return Err(shut_down());
         }
-        open.push(session.shared());
+        drop(starting);
         Ok(session)
     }
 
@@ -329,6 +336,10 @@ impl Scheduler {
         }
         for s in &sessions {
             s.wait_ended().await;
+        }
+        // Sessions still starting see `closing` and close themselves.
+        while self.inner.sessions_starting.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         loop {
             let (drained, finished) = {
@@ -609,4 +620,14 @@ impl Drop for Starting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Pools and sessions pass descriptors into sandboxes: see `jail::prepare_descriptor_passing`.
+fn prepare_descriptor_passing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = jail::prepare_descriptor_passing(crate::environment::INSTALL_OPEN_FILES) {
+            tracing::warn!("{e}");
+        }
+    });
 }

@@ -147,6 +147,12 @@ impl Session {
             tokio::task::spawn_blocking(move || spawn(&shape, options.max_lifetime))
                 .await
                 .map_err(|e| worker_failed("starting a session", e))??;
+        // Failing here drops the sandbox, which kills it.
+        control
+            .set_nonblocking(true)
+            .map_err(|e| host("setting up a session's control socket", e))?;
+        let control = UnixStream::from_std(control)
+            .map_err(|e| host("setting up a session's control socket", e))?;
         let (tx, ended) = watch::channel(None);
         let (pid, killer) = (sandbox.sandbox.pid(), sandbox.sandbox.killer());
         let environment = sandbox.env.as_ref().map(|e| e.key.clone());
@@ -169,11 +175,6 @@ impl Session {
                 let _ = tx.send(Some(outcome.unwrap_or_default()));
             })
             .map_err(|e| host("starting a session's watcher", e))?;
-        control
-            .set_nonblocking(true)
-            .map_err(|e| host("setting up a session's control socket", e))?;
-        let control = UnixStream::from_std(control)
-            .map_err(|e| host("setting up a session's control socket", e))?;
         let shared = Arc::new(Shared {
             template,
             control: tokio::sync::Mutex::new(Some(control)),
@@ -264,6 +265,8 @@ impl Session {
 
     /// Ends the session and waits until nothing of it remains. Closing twice does nothing.
     pub async fn close(&self) {
+        // Killed first: a call holding the control socket then ends at once.
+        self.shared.close("it was closed");
         let mut guard = self.shared.control.lock().await;
         *guard = None;
         drop(guard);
@@ -498,23 +501,24 @@ impl Call {
         let mut payload = Vec::with_capacity(8 + req.code.len());
         payload.extend_from_slice(&id);
         payload.extend_from_slice(&req.code);
-        let fds: Vec<_> = ends.iter().map(|f| f.as_fd()).collect();
-        let sent = send_frame(control, b'C', &payload, &fds).await;
-        drop(payload);
-        drop(fds);
-        drop(ends); // the agent holds them now: EOF comes when it and what it started close them
-        if let Err(why) = sent {
-            return Err(host(
-                "sending a call to its session",
-                std::io::Error::other(why),
-            ));
-        }
+        // Sending is under the call's deadline too: an agent that stopped reading (its code
+        // forged an earlier completion and went on) must not hold the call past its timeout.
+        let deadline = tokio::time::Instant::now() + req.timeout;
         let mut ended = s.ended.clone();
+        let exchange = async {
+            let fds: Vec<_> = ends.iter().map(|f| f.as_fd()).collect();
+            let sent = send_frame(control, b'C', &payload, &fds).await;
+            drop(fds);
+            drop(ends); // the agent holds them now: EOF comes when it and what it started close them
+            sent.map_err(FrameError::Closed)?;
+            read_frame(control, 64).await
+        };
         let answer = tokio::select! {
-            frame = read_frame(control, 64) => Some(frame),
-            _ = tokio::time::sleep(req.timeout) => None,
+            frame = exchange => Some(frame),
+            _ = tokio::time::sleep_until(deadline) => None,
             _ = ended.wait_for(Option::is_some) => Some(Err(FrameError::Closed(String::new()))),
         };
+        drop(payload);
         let ending = match answer {
             Some(Ok((b'X', done))) if done.len() == 12 && done[..8] == id => {
                 Ending::Status(u32::from_be_bytes([done[8], done[9], done[10], done[11]]))
@@ -626,7 +630,12 @@ struct Sample {
 /// From the session's cgroup (every process of it), or without one from its interpreter (and
 /// the children it reaped).
 fn sample(s: &Shared) -> Option<Sample> {
-    let own = || jail::process_usage(s.pid).ok();
+    // Read, then checked: had the init been reaped by then, the pid could be another's.
+    let own = || {
+        jail::process_usage(s.pid)
+            .ok()
+            .filter(|_| s.killer.not_reaped())
+    };
     match &s.meter {
         Some(meter) => {
             let u = meter.usage();
@@ -659,8 +668,13 @@ fn call_id() -> [u8; 8] {
     h.finish().to_be_bytes()
 }
 
+/// How much of a call's output pipe is read once the call has ended: the most a pipe holds
+/// (`/proc/sys/fs/pipe-max-size`'s default, which an unprivileged process cannot exceed).
+const LAST_READ: usize = 1 << 20;
+
 /// Reads one output pipe of a call until EOF or until told to stop; then takes what is already
-/// in it (everything the call wrote before it ended) and returns what was kept.
+/// in it (everything the call wrote before it ended, up to a pipe's size) and returns what was
+/// kept.
 async fn drain(
     mut rx: pipe::Receiver,
     stream: Stream,
@@ -683,11 +697,18 @@ async fn drain(
                 Ok(n) => pass(&mut kept, &buf[..n]),
             },
             _ = stop.wait_for(|s| *s) => {
-                while let Ok(n) = rx.try_read(&mut buf) {
-                    if n == 0 {
-                        break;
+                // What a pipe can hold (1 MiB at most, unprivileged) was written before the
+                // call ended; more is a process it left running, still writing.
+                let mut left = LAST_READ;
+                while left > 0 {
+                    let room = left.min(buf.len());
+                    match rx.try_read(&mut buf[..room]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            pass(&mut kept, &buf[..n]);
+                            left -= n;
+                        }
                     }
-                    pass(&mut kept, &buf[..n]);
                 }
                 return kept;
             }
@@ -706,20 +727,19 @@ async fn send_frame(
     let mut head = [0u8; 9];
     head[0] = kind;
     head[1..].copy_from_slice(&(payload.len() as u64).to_be_bytes());
-    loop {
+    let sent = loop {
         control.writable().await.map_err(|e| e.to_string())?;
         match control.try_io(tokio::io::Interest::WRITABLE, || {
             jail::send_with_fds(control.as_fd(), &head, fds)
         }) {
-            Ok(()) => break,
+            Ok(n) => break n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(format!("the agent's socket: {e}")),
         }
-    }
-    control
-        .write_all(payload)
-        .await
-        .map_err(|e| format!("the agent's socket: {e}"))
+    };
+    let failed = |e: std::io::Error| format!("the agent's socket: {e}");
+    control.write_all(&head[sent..]).await.map_err(failed)?;
+    control.write_all(payload).await.map_err(failed)
 }
 
 /// Why no frame could be read.

@@ -542,3 +542,92 @@ fn sessions_beyond_the_limit_are_refused_even_when_started_together() {
         }
     });
 }
+
+as_us_and_the_test_user!(
+    descriptors_parked_in_flight_stop_no_other_session,
+    descriptors_parked_in_flight_stop_no_other_session_as_the_test_user,
+    descriptors_parked_in_flight_stop_no_other_session_unprivileged,
+    parked_descriptors
+);
+
+/// Unprivileged, every sandbox is one host user, and the kernel refuses to send descriptors
+/// while that user has more in flight than the sender's soft open-files limit: a session that
+/// parks as many as it can in a socket it never reads must not stop another's calls (each of
+/// which passes two).
+fn parked_descriptors() {
+    rt().block_on(async {
+        let s = sched(0);
+        let victim = open(&s, python(), SessionOptions::default()).await;
+        let attacker = open(&s, python(), SessionOptions::default()).await;
+        let parked = call(
+            &attacker,
+            "import os, socket\na, b = socket.socketpair()\nd = os.open('/dev/null', os.O_RDONLY)\nn = 0\ntry:\n    while True:\n        socket.send_fds(a, [b'x'], [d] * 250)\n        n += 250\nexcept OSError as e:\n    print(n, e.errno)",
+        )
+        .await;
+        assert_eq!(parked.status, Status::Ok, "{parked:?}");
+        let n: u64 = parked.stdout.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(n >= 1000, "the attack parked only {n}: {parked:?}");
+        for _ in 0..3 {
+            let r = call(&victim, "print('fine')").await;
+            assert_eq!(r.stdout, "fine\n", "{r:?}");
+        }
+        assert!(victim.is_open());
+    });
+}
+
+#[test]
+fn an_agent_that_stops_reading_cannot_hold_a_call_past_its_timeout() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(&s, python(), SessionOptions::default()).await;
+        // The first call ends itself early with a forged completion and then keeps the agent
+        // busy: it never reads the next call.
+        let forged = call(
+            &session,
+            "import os, sys, threading\nid = sys._getframe(1).f_locals['call_id']\nos.write(3, b'X' + (12).to_bytes(8, 'big') + id + (0).to_bytes(4, 'big'))\nwhile True: pass",
+        )
+        .await;
+        assert_eq!(forged.exit_code, Some(0), "{forged:?}");
+        // Far more code than the socket holds: sending it blocks.
+        let big = format!("x = '{}'", "y".repeat(4 << 20));
+        let next = tokio::time::timeout(
+            Duration::from_secs(60),
+            session.run(big, Some(Duration::from_secs(1)), Box::new(|_, _| {})),
+        )
+        .await
+        .expect("the call outlived its timeout by a minute")
+        .expect("a result");
+        assert_ne!(next.status, Status::Ok, "{next:?}");
+        assert!(!session.is_open());
+        tokio::time::timeout(Duration::from_secs(60), session.close())
+            .await
+            .expect("close hung");
+    });
+}
+
+#[test]
+fn close_ends_a_call_in_progress() {
+    rt().block_on(async {
+        let s = sched(0);
+        let patient = RunRequest {
+            timeout: Duration::from_secs(300),
+            ..python()
+        };
+        let session = open(&s, patient, SessionOptions::default()).await;
+        let running = {
+            let session = session.clone();
+            tokio::spawn(async move {
+                session
+                    .run("import time\ntime.sleep(600)", None, Box::new(|_, _| {}))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::timeout(Duration::from_secs(30), session.close())
+            .await
+            .expect("close waited for the call");
+        let r = running.await.unwrap().expect("the call's result");
+        assert_ne!(r.status, Status::Ok, "{r:?}");
+        assert!(live_session_sandboxes().is_empty());
+    });
+}

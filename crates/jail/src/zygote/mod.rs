@@ -190,6 +190,7 @@ impl Zygote {
         let header = [FORK_REQUEST, procs.len() as u8, u8::from(result.is_some())];
         {
             let socket = self.control.lock().unwrap_or_else(|p| p.into_inner());
+            // A SOCK_SEQPACKET record: all of it or nothing.
             sys::send_fds(socket.as_raw_fd(), &header, &fds)
                 .map_err(|e| host("handing a run to the zygote", e))?;
         }

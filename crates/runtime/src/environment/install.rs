@@ -19,6 +19,8 @@ const MIB: u64 = 1 << 20;
 /// How long one install may take before it is killed.
 pub(crate) const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 const INSTALL_MEMORY: u64 = 2048 * MIB;
+/// An installer's open-files limit: the most of any sandbox airlock makes.
+pub(crate) const INSTALL_OPEN_FILES: u64 = 4096;
 /// How much of the installer's output an error carries (its last lines say what failed).
 const TAIL_BYTES: usize = 64 * 1024;
 const MESSAGE_LINES: usize = 40;
@@ -94,7 +96,7 @@ pub(crate) fn run(
             pids: 1024,
             cpu_millis: cores * 1000,
             wall_timeout: INSTALL_TIMEOUT,
-            open_files: 4096,
+            open_files: INSTALL_OPEN_FILES,
             data_bytes: None,
             file_size_bytes: 2048 * MIB,
             stdout_bytes: 256 * 1024,

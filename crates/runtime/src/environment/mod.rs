@@ -21,6 +21,7 @@
 //! debris that the next builder of that key removes under the same lock.
 
 mod install;
+pub(crate) use install::INSTALL_OPEN_FILES;
 mod node;
 mod python;
 pub(crate) mod spec;

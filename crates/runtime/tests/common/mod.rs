@@ -103,8 +103,13 @@ pub fn as_test_user(helper: &str) {
     let passwd = ask("getent", &["passwd", "airlock-test"]);
     let home = passwd.split(':').nth(5).unwrap_or("/").to_string();
     let copy = format!("{dir}/{}", exe.file_name().unwrap().to_string_lossy());
-    let out = std::process::Command::new("setpriv")
+    // An ordinary login's soft open-files limit, not root's (which the test process may have
+    // raised): what a user's program starts with.
+    let out = std::process::Command::new("prlimit")
         .args([
+            "--nofile=1024:".into(),
+            "--".into(),
+            "setpriv".into(),
             format!("--reuid={}", id("-u")),
             format!("--regid={}", id("-g")),
             "--clear-groups".into(),
