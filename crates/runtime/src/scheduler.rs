@@ -90,7 +90,7 @@ struct Inner {
     /// Set by `shutdown`: no more pool refills.
     closing: std::sync::atomic::AtomicBool,
     /// Sessions started and not yet known to have ended.
-    sessions: Mutex<Vec<Weak<session::Shared>>>,
+    sessions: Mutex<Vec<session::Tracker>>,
     /// Sessions being started (counted against `max_sessions`).
     sessions_starting: AtomicUsize,
 }
@@ -242,7 +242,7 @@ impl Scheduler {
                 .sessions
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            open.retain(|s| s.upgrade().is_some_and(|s| !s.has_ended()));
+            open.retain(|s| !s.is_over());
             if open.len() + self.inner.sessions_starting.load(Ordering::SeqCst)
                 >= self.inner.config.max_sessions
             {
@@ -268,7 +268,7 @@ impl Scheduler {
             // sees that it is closing.
             let closing = self.inner.closing.load(Ordering::SeqCst);
             if !closing {
-                open.push(session.shared());
+                open.push(session.tracker());
             }
             !closing
         };
@@ -329,13 +329,13 @@ impl Scheduler {
                 .sessions
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            open.drain(..).filter_map(|s| s.upgrade()).collect()
+            open.drain(..).collect()
         };
         for s in &sessions {
             s.close("the scheduler shut down");
         }
         for s in &sessions {
-            s.wait_ended().await;
+            s.wait_over().await;
         }
         // Sessions still starting see `closing` and close themselves.
         while self.inner.sessions_starting.load(Ordering::SeqCst) > 0 {

@@ -88,7 +88,7 @@ pub struct Session {
     shared: Arc<Shared>,
 }
 
-pub(crate) struct Shared {
+struct Shared {
     /// The session's shape: language, packages, limits, network; its `timeout` is each call's
     /// default.
     template: RunRequest,
@@ -352,8 +352,40 @@ impl Session {
         }
     }
 
-    pub(crate) fn shared(&self) -> Weak<Shared> {
-        Arc::downgrade(&self.shared)
+    /// What the scheduler keeps of the session: enough to end it and to wait for its sandbox
+    /// to be gone, even after every handle was dropped.
+    pub(crate) fn tracker(&self) -> Tracker {
+        Tracker {
+            shared: Arc::downgrade(&self.shared),
+            ended: self.shared.ended.clone(),
+        }
+    }
+}
+
+/// A session as its scheduler sees it.
+pub(crate) struct Tracker {
+    shared: Weak<Shared>,
+    ended: watch::Receiver<Option<jail::Outcome>>,
+}
+
+impl Tracker {
+    /// Its sandbox has ended and been cleaned up.
+    pub(crate) fn is_over(&self) -> bool {
+        self.ended.borrow().is_some()
+    }
+
+    /// Closes the session (killing its sandbox) if it is still open.
+    pub(crate) fn close(&self, why: &str) {
+        if let Some(s) = self.shared.upgrade() {
+            s.close(why);
+        }
+    }
+
+    /// Waits (up to a grace) until nothing of its sandbox remains: also for a session whose
+    /// handles were all dropped (dropping kills, but its watcher may still be cleaning up).
+    pub(crate) async fn wait_over(&self) {
+        let mut ended = self.ended.clone();
+        let _ = tokio::time::timeout(END_GRACE, ended.wait_for(Option::is_some)).await;
     }
 }
 
@@ -370,7 +402,7 @@ impl Shared {
     }
 
     /// Records why (the first reason wins) and kills the sandbox.
-    pub(crate) fn close(&self, why: &str) {
+    fn close(&self, why: &str) {
         self.closed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -379,12 +411,12 @@ impl Shared {
     }
 
     /// Waits (up to a grace) until the sandbox has ended and been cleaned up.
-    pub(crate) async fn wait_ended(&self) {
+    async fn wait_ended(&self) {
         let mut ended = self.ended.clone();
         let _ = tokio::time::timeout(END_GRACE, ended.wait_for(Option::is_some)).await;
     }
 
-    pub(crate) fn has_ended(&self) -> bool {
+    fn has_ended(&self) -> bool {
         self.ended.borrow().is_some()
     }
 }
