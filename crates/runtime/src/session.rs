@@ -723,29 +723,39 @@ async fn drain(
         }
     };
     loop {
-        tokio::select! {
+        let stopped = tokio::select! {
             r = rx.read(&mut buf) => match r {
                 Ok(0) | Err(_) => return kept,
-                Ok(n) => pass(&mut kept, &buf[..n]),
-            },
-            _ = stop.wait_for(|s| *s) => {
-                // What a pipe can hold (1 MiB at most, unprivileged) was written before the
-                // call ended; more is a process it left running, still writing.
-                let mut left = LAST_READ;
-                while left > 0 {
-                    let room = left.min(buf.len());
-                    match rx.try_read(&mut buf[..room]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            pass(&mut kept, &buf[..n]);
-                            left -= n;
-                        }
-                    }
+                Ok(n) => {
+                    pass(&mut kept, &buf[..n]);
+                    false
                 }
-                return kept;
+            },
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopped {
+            break;
+        }
+    }
+    // What the call wrote is in the pipe, but tokio reports a pipe readable only once its
+    // reactor has seen the event, which may not have happened yet: so plain non-blocking reads,
+    // up to what a pipe can hold (more is a process the call left running, still writing).
+    let Ok(fd) = rx.into_nonblocking_fd() else {
+        return kept;
+    };
+    let mut pipe = std::fs::File::from(fd);
+    let mut left = LAST_READ;
+    while left > 0 {
+        let room = left.min(buf.len());
+        match std::io::Read::read(&mut pipe, &mut buf[..room]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                pass(&mut kept, &buf[..n]);
+                left -= n;
             }
         }
     }
+    kept
 }
 
 /// Sends a frame: its kind, its length (8 bytes, big-endian), then the payload; `fds` travel

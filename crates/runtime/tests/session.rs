@@ -631,3 +631,22 @@ fn close_ends_a_call_in_progress() {
         assert!(live_session_sandboxes().is_empty());
     });
 }
+
+#[test]
+fn every_call_gets_all_of_its_output() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(&s, python(), SessionOptions::default()).await;
+        call(&session, "import sys").await;
+        // Each call's output is in its pipes before its completion is sent; however the
+        // host's reactor is running behind, none of it may be lost.
+        for i in 0..300 {
+            let r = call(&session, &format!("print({i})\nsys.stderr.write('e{i}')")).await;
+            assert_eq!(
+                (r.stdout.as_str(), r.stderr.as_str()),
+                (format!("{i}\n").as_str(), format!("e{i}").as_str()),
+                "call {i}: {r:?}"
+            );
+        }
+    });
+}
