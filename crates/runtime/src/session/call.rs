@@ -1,0 +1,296 @@
+//! One call of a session: hand the agent the code and fresh output pipes, wait for its
+//! completion under the call's deadline, and make the result from what the host saw.
+
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jail::{OutputCap, Stream};
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
+use tokio::net::unix::pipe;
+use tokio::sync::watch;
+
+use super::frame::{FrameError, read_frame, send_frame};
+use super::{AGENT_GONE, END_GRACE, Shared, host, worker_failed};
+use crate::error::RuntimeError;
+use crate::request::RunRequest;
+use crate::result::RunResult;
+use crate::scheduler::OnOutput;
+
+/// How one call ended, before it becomes a result.
+enum Ending {
+    /// The agent reported the code's exit status; the session lives on.
+    Status(u32),
+    /// The call's own timeout: the session is killed.
+    TimedOut,
+    /// The sandbox ended during the call (the memory limit, its lifetime, the interpreter
+    /// exiting).
+    Ended,
+    /// The agent broke the protocol (its code shares the agent's interpreter and tampered
+    /// with it): the session is killed, and the result says why.
+    Broken(String),
+}
+
+pub(super) struct Call;
+
+impl Call {
+    pub(super) async fn run(
+        s: &Shared,
+        control: &mut UnixStream,
+        req: &RunRequest,
+        on_output: OnOutput,
+    ) -> Result<RunResult, RuntimeError> {
+        let started = Instant::now();
+        let before = sample(s);
+        let sink = Arc::new(Mutex::new(on_output));
+        let (stop, stopped) = watch::channel(false);
+        let mut ends = Vec::new();
+        let mut drains = Vec::new();
+        for (stream, cap) in [
+            (Stream::Stdout, req.stdout_limit),
+            (Stream::Stderr, req.stderr_limit),
+        ] {
+            let (tx, rx) = pipe::pipe().map_err(|e| host("creating a call's output pipe", e))?;
+            ends.push(
+                tx.into_blocking_fd()
+                    .map_err(|e| host("creating a call's output pipe", e))?,
+            );
+            drains.push(tokio::spawn(drain(
+                rx,
+                stream,
+                cap,
+                Arc::clone(&sink),
+                stopped.clone(),
+            )));
+        }
+        // The agent echoes the call's id with its status: a completion left over from an
+        // earlier call (one its code forged to end itself early) is not taken for this one's.
+        let id = call_id();
+        let mut payload = Vec::with_capacity(8 + req.code.len());
+        payload.extend_from_slice(&id);
+        payload.extend_from_slice(&req.code);
+        // Sending is under the call's deadline too: an agent that stopped reading (its code
+        // forged an earlier completion and went on) must not hold the call past its timeout.
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        let mut ended = s.ended.clone();
+        let exchange = async {
+            let fds: Vec<_> = ends.iter().map(|f| f.as_fd()).collect();
+            let sent = send_frame(control, b'C', &payload, &fds).await;
+            drop(fds);
+            drop(ends); // the agent holds them now: EOF comes when it and what it started close them
+            sent.map_err(FrameError::Closed)?;
+            read_frame(control, 64).await
+        };
+        let answer = tokio::select! {
+            frame = exchange => Some(frame),
+            _ = tokio::time::sleep_until(deadline) => None,
+            _ = ended.wait_for(Option::is_some) => Some(Err(FrameError::Closed(String::new()))),
+        };
+        drop(payload);
+        let ending = match answer {
+            Some(Ok((b'X', done))) if done.len() == 12 && done[..8] == id => {
+                Ending::Status(u32::from_be_bytes([done[8], done[9], done[10], done[11]]))
+            }
+            Some(Ok((kind, _))) => Ending::Broken(format!(
+                "the session's agent sent a frame ({kind:?}) that was not this call's \
+                 completion: its code wrote to the session's control channel"
+            )),
+            // The agent's end closed: most often the interpreter exited, and how is the story.
+            Some(Err(FrameError::Bad(why))) => Ending::Broken(why),
+            Some(Err(FrameError::Closed(why))) => {
+                let gone = tokio::time::timeout(AGENT_GONE, ended.wait_for(Option::is_some));
+                match gone.await {
+                    Ok(_) => Ending::Ended,
+                    Err(_) => Ending::Broken(format!(
+                        "the session's agent stopped answering ({why}) while its sandbox lives on"
+                    )),
+                }
+            }
+            None => Ending::TimedOut,
+        };
+        let elapsed = started.elapsed();
+        let after = sample(s);
+        let ending = match ending {
+            // The memory limit killed a process of the session. On cgroup v2 that ends the
+            // whole sandbox (`memory.oom.group`); on v1 it is ended here, to the same effect.
+            Ending::Status(_) if after.as_ref().is_some_and(|a| a.oom) => Ending::Ended,
+            other => other,
+        };
+        if !matches!(ending, Ending::Status(_)) {
+            if let Ending::Broken(why) = &ending {
+                s.close(why);
+            }
+            s.killer.kill();
+            let _ = tokio::time::timeout(END_GRACE, ended.wait_for(Option::is_some)).await;
+        }
+        let _ = stop.send(true);
+        let mut kept = Vec::new();
+        for d in drains {
+            kept.push(
+                d.await
+                    .map_err(|e| worker_failed("draining a call's output", e))?,
+            );
+        }
+        let (mut out, mut err) = (kept.remove(0), kept.remove(0));
+        let session_end = ended.borrow().clone();
+        let mut outcome = jail::Outcome {
+            stdout_truncated: out.truncated(),
+            stderr_truncated: err.truncated(),
+            stdout: out.finish(),
+            stderr: err.finish(),
+            timing: jail::Timing {
+                execute: elapsed,
+                total: elapsed,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match ending {
+            Ending::Status(code) => {
+                outcome.exit_code = Some((code & 0xFF) as i32);
+                if let (Some(b), Some(a)) = (before, after) {
+                    outcome.usage = jail::Usage {
+                        cpu: a.cpu.saturating_sub(b.cpu),
+                        memory_peak_bytes: a.memory_peak_bytes,
+                    };
+                }
+            }
+            Ending::TimedOut => outcome.timed_out = true,
+            Ending::Ended | Ending::Broken(_) => {
+                // The session's own ending: its status, and its usage as a whole.
+                let end = session_end.unwrap_or_default();
+                outcome.exit_code = end.exit_code;
+                outcome.signal = end.signal;
+                outcome.memory_limit = end.memory_limit;
+                outcome.timed_out = end.timed_out;
+                outcome.usage = end.usage;
+            }
+        }
+        let mut result = crate::run::result_from(req, outcome, "warm");
+        if let Some(key) = &s.environment {
+            // Found or built when the session started: no call waits for an install.
+            result.environment = Some(key.clone());
+            result.environment_cached = Some(true);
+        }
+        if let Ending::Broken(why) = ending {
+            result.status = crate::Status::SandboxError;
+            result.error = Some(crate::ErrorInfo {
+                kind: "SandboxError".into(),
+                message: why,
+                line: None,
+                file: None,
+                hint: Some("the session is closed: start a new one".into()),
+                traceback: None,
+            });
+        }
+        Ok(result)
+    }
+}
+
+/// The session's usage so far, read from outside.
+struct Sample {
+    cpu: Duration,
+    memory_peak_bytes: u64,
+    /// The memory limit has killed a process.
+    oom: bool,
+}
+
+/// From the session's cgroup (every process of it), or without one from its interpreter (and
+/// the children it reaped).
+fn sample(s: &Shared) -> Option<Sample> {
+    // Read, then checked: had the init been reaped by then, the pid could be another's.
+    let own = || {
+        jail::process_usage(s.pid)
+            .ok()
+            .filter(|_| s.killer.not_reaped())
+    };
+    match &s.meter {
+        Some(meter) => {
+            let u = meter.usage();
+            let cpu = u
+                .cpu_ns
+                .map(Duration::from_nanos)
+                .or_else(|| own().map(|o| o.cpu))?;
+            Some(Sample {
+                cpu,
+                memory_peak_bytes: u.memory_peak_bytes.unwrap_or(0),
+                oom: u.oom,
+            })
+        }
+        None => own().map(|o| Sample {
+            cpu: o.cpu,
+            memory_peak_bytes: o.memory_peak_bytes,
+            oom: false,
+        }),
+    }
+}
+
+/// An id no earlier call of any session had, and that code cannot guess ahead of its call.
+fn call_id() -> [u8; 8] {
+    use std::hash::{BuildHasher, Hasher};
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    // Keyed from the host's randomness, so the hash of a counter is not predictable.
+    h.write_u64(n);
+    h.finish().to_be_bytes()
+}
+
+/// How much of a call's output pipe is read once the call has ended: the most a pipe holds
+/// (`/proc/sys/fs/pipe-max-size`'s default, which an unprivileged process cannot exceed).
+const LAST_READ: usize = 1 << 20;
+
+/// Reads one output pipe of a call until EOF or until told to stop; then takes what is already
+/// in it (everything the call wrote before it ended, up to a pipe's size) and returns what was
+/// kept.
+async fn drain(
+    mut rx: pipe::Receiver,
+    stream: Stream,
+    cap: usize,
+    sink: Arc<Mutex<OnOutput>>,
+    mut stop: watch::Receiver<bool>,
+) -> OutputCap {
+    let mut kept = OutputCap::new(cap);
+    let mut buf = vec![0u8; 64 * 1024];
+    let pass = |kept: &mut OutputCap, data: &[u8]| {
+        let head = kept.push(data);
+        if !head.is_empty() {
+            (sink.lock().unwrap_or_else(|p| p.into_inner()))(stream, head);
+        }
+    };
+    loop {
+        let stopped = tokio::select! {
+            r = rx.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return kept,
+                Ok(n) => {
+                    pass(&mut kept, &buf[..n]);
+                    false
+                }
+            },
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopped {
+            break;
+        }
+    }
+    // What the call wrote is in the pipe, but tokio reports a pipe readable only once its
+    // reactor has seen the event, which may not have happened yet: so plain non-blocking reads,
+    // up to what a pipe can hold (more is a process the call left running, still writing).
+    let Ok(fd) = rx.into_nonblocking_fd() else {
+        return kept;
+    };
+    let mut pipe = std::fs::File::from(fd);
+    let mut left = LAST_READ;
+    while left > 0 {
+        let room = left.min(buf.len());
+        match std::io::Read::read(&mut pipe, &mut buf[..room]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                pass(&mut kept, &buf[..n]);
+                left -= n;
+            }
+        }
+    }
+    kept
+}
