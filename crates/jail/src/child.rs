@@ -267,6 +267,8 @@ fn setup(plan: &Plan) -> StageResult {
         sys::loopback_up().map_err(at(stage::LOOPBACK))?;
     }
     if plan.listen_port != 0 {
+        // Sent before the run's rlimits below: the kernel weighs this send against our soft
+        // RLIMIT_NOFILE, which is still the supervisor's (see `prepare_descriptor_passing`).
         let fd = sys::listen_loopback(plan.listen_port).map_err(at(stage::LISTENER))?;
         let sent = sys::send_fd(plan.sync, fd);
         sys::close(fd);

@@ -589,24 +589,29 @@ pub fn send_with_fds(
 /// Descriptors one SCM_RIGHTS message may carry (the kernel's `SCM_MAX_FD`).
 const SCM_MAX_FD: u64 = 253;
 
-/// Makes passing descriptors to sandboxes (a zygote's runs, a session's calls) immune to what
-/// sandboxes do, for sandboxes with at most `most_open_files` open; call once before the
-/// first. The kernel refuses to send a descriptor while the sender's user has more in flight
-/// (sent, not yet received) than the sender's soft RLIMIT_NOFILE, unless it holds
-/// CAP_SYS_RESOURCE. Run as an ordinary user, every sandbox is that same user, and one can park
-/// up to its own limit plus 253 in a socket it never reads: with the supervisor's soft limit at
-/// the usual 1024, that stops every other sandbox's descriptors. So the soft limit is raised to
-/// the hard one. `Err` says when that is still not enough, and what to do.
+/// Makes this process's descriptor passing (a zygote's runs, a session's calls, a sandbox's
+/// listener handed back at setup) proof against what sandboxes of at most `most_open_files`
+/// do; call once before the first. The kernel refuses to send a descriptor while the sender's
+/// user has more in flight (sent, not yet received) than the sender's soft RLIMIT_NOFILE,
+/// unless it holds CAP_SYS_RESOURCE or CAP_SYS_ADMIN. Sandboxes that share a host user (every
+/// one, run as an ordinary user; installers, as root) can park about their own limit plus 253
+/// per concurrent sender in a socket they never read: with the usual soft limit of 1024 that
+/// stops every other sandbox's descriptors. So the soft limit is raised above that bound (not
+/// further: it is process-wide, and programs this process starts inherit it). `Err` says when
+/// the hard limit does not allow it, and what to do. The allowance is the host user's, shared
+/// with everything else that user runs; a dedicated user keeps sandboxes from spending it.
 pub fn prepare_descriptor_passing(most_open_files: u64) -> io::Result<()> {
-    let soft = sys::raise_nofile_to_hard().map_err(io::Error::from_raw_os_error)?;
-    // As root each sandbox is a user of its own, and the sends are root's.
-    if sys::geteuid() != 0 && soft <= most_open_files + SCM_MAX_FD {
+    // The kernel checks before it counts, so each concurrent sender gets one more message in.
+    let senders = std::thread::available_parallelism().map_or(1, |n| n.get() as u64) + 1;
+    let bound = most_open_files + SCM_MAX_FD * senders;
+    // Room above the bound for this process's own descriptors in flight.
+    let soft = sys::raise_nofile_soft(bound + 1024).map_err(io::Error::from_raw_os_error)?;
+    if soft <= bound {
         return Err(io::Error::other(format!(
-            "this process may open {soft} files at most (RLIMIT_NOFILE): a sandbox that \
-             parks {most_open_files} descriptors in flight can then stop descriptors from \
-             reaching other sandboxes (their runs and session calls fail); raise the hard \
-             limit above {} (`ulimit -Hn`, or LimitNOFILE= for a service)",
-            most_open_files + SCM_MAX_FD
+            "this process may open {soft} files at most (RLIMIT_NOFILE): sandboxes that park \
+             descriptors in flight can then stop descriptors from reaching other sandboxes \
+             (their runs and session calls fail); raise the hard limit above {bound} \
+             (`ulimit -Hn`, or LimitNOFILE= for a service)"
         )));
     }
     Ok(())

@@ -283,23 +283,25 @@ pub(crate) fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> SysR
     check_int(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
 }
 
-/// Raises this process's soft RLIMIT_NOFILE to its hard limit; returns the soft limit now.
-pub(crate) fn raise_nofile_to_hard() -> SysResult<u64> {
+/// Raises this process's soft RLIMIT_NOFILE to `target` (at most the hard limit; never
+/// lowers it); returns the soft limit now.
+pub(crate) fn raise_nofile_soft(target: u64) -> SysResult<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: lim is a valid, writable rlimit.
     check_int(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
-    if lim.rlim_cur < lim.rlim_max {
+    let wanted = target.min(lim.rlim_max);
+    if lim.rlim_cur < wanted {
         let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
+            rlim_cur: wanted,
             rlim_max: lim.rlim_max,
         };
         // SAFETY: raised is a valid rlimit; raising a soft limit up to the hard one needs no
         // privilege.
         check_int(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) })?;
-        lim.rlim_cur = lim.rlim_max;
+        lim.rlim_cur = wanted;
     }
     Ok(lim.rlim_cur)
 }

@@ -49,6 +49,8 @@ fn run_inner(
     on_spawn: impl FnOnce(jail::Killer),
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<RunResult, RuntimeError> {
+    // Sandboxes with a listener hand it back over a socket, weighed against our limit.
+    crate::scheduler::prepare_descriptor_passing();
     req.validate()?;
     let interp = language::locate(req.language)?;
     // Held (a shared lock on its key) until the run ends, so a prune cannot pull it away.

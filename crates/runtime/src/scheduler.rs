@@ -92,7 +92,7 @@ struct Inner {
     /// Sessions started and not yet known to have ended.
     sessions: Mutex<Vec<session::Tracker>>,
     /// Sessions being started (counted against `max_sessions`).
-    sessions_starting: AtomicUsize,
+    sessions_starting: Arc<AtomicUsize>,
 }
 
 /// Runs requests in fresh sandboxes. Cheap to clone; every clone shares the pools.
@@ -155,7 +155,7 @@ impl Scheduler {
             started_warm: AtomicUsize::new(0),
             closing: std::sync::atomic::AtomicBool::new(false),
             sessions: Mutex::new(Vec::new()),
-            sessions_starting: AtomicUsize::new(0),
+            sessions_starting: Arc::new(AtomicUsize::new(0)),
             config,
         });
         let weak = Arc::downgrade(&inner);
@@ -257,7 +257,9 @@ impl Scheduler {
             // uncounted when the start ends, however it ends (its future may be dropped).
             Starting::count(&self.inner.sessions_starting)
         };
-        let session = Session::start(template, options).await?;
+        // The count goes with the start's blocking work, which outlives this future if it is
+        // dropped: only once an abandoned sandbox is gone is it uncounted.
+        let (session, starting) = Session::start(template, options, starting).await?;
         let registered = {
             let mut open = self
                 .inner
@@ -334,8 +336,9 @@ impl Scheduler {
         for s in &sessions {
             s.close("the scheduler shut down");
         }
+        let deadline = tokio::time::Instant::now() + session::END_GRACE;
         for s in &sessions {
-            s.wait_over().await;
+            let _ = tokio::time::timeout_at(deadline, s.wait_over()).await;
         }
         // Sessions still starting see `closing` and close themselves.
         while self.inner.sessions_starting.load(Ordering::SeqCst) > 0 {
@@ -607,23 +610,24 @@ fn reap(weak: Weak<Inner>) {
 }
 
 /// One session being started, counted while it lasts.
-struct Starting<'a>(&'a AtomicUsize);
+struct Starting(Arc<AtomicUsize>);
 
-impl<'a> Starting<'a> {
-    fn count(n: &'a AtomicUsize) -> Starting<'a> {
+impl Starting {
+    fn count(n: &Arc<AtomicUsize>) -> Starting {
         n.fetch_add(1, Ordering::SeqCst);
-        Starting(n)
+        Starting(Arc::clone(n))
     }
 }
 
-impl Drop for Starting<'_> {
+impl Drop for Starting {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// Pools and sessions pass descriptors into sandboxes: see `jail::prepare_descriptor_passing`.
-fn prepare_descriptor_passing() {
+/// Pools, sessions and sandboxes' listeners pass descriptors: see
+/// `jail::prepare_descriptor_passing`.
+pub(crate) fn prepare_descriptor_passing() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if let Err(e) = jail::prepare_descriptor_passing(crate::environment::INSTALL_OPEN_FILES) {

@@ -650,3 +650,53 @@ fn every_call_gets_all_of_its_output() {
         }
     });
 }
+
+#[test]
+fn a_session_start_given_up_on_leaves_nothing_after_shutdown() {
+    rt().block_on(async {
+        let s = sched(0);
+        for wait_ms in [5, 15, 40] {
+            let start = {
+                let s = s.clone();
+                tokio::spawn(async move { s.session(python(), SessionOptions::default()).await })
+            };
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            start.abort();
+        }
+        s.shutdown().await;
+        // The starts' blocking work went on; shutdown must have waited for it to be gone, so
+        // that a process exiting now leaves nothing: no sandbox of theirs shows up later, and
+        // none of their cgroups is there.
+        let ours = format!("run-{}-", std::process::id());
+        for _ in 0..60 {
+            assert!(
+                live_session_sandboxes().is_empty(),
+                "a sandbox of an abandoned start is alive after shutdown"
+            );
+            let left: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+                .unwrap()
+                .flatten()
+                .flat_map(|hierarchy| walk(&hierarchy.path(), 4))
+                .filter(|p| p.contains(&ours))
+                .collect();
+            assert!(left.is_empty(), "cgroups left after shutdown: {left:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}
+
+/// Directories under `dir`, `depth` levels down at most.
+fn walk(dir: &std::path::Path, depth: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    if depth == 0 {
+        return found;
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            found.push(p.display().to_string());
+            found.extend(walk(&p, depth - 1));
+        }
+    }
+    found
+}

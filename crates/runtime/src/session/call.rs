@@ -277,8 +277,12 @@ async fn drain(
     // What the call wrote is in the pipe, but tokio reports a pipe readable only once its
     // reactor has seen the event, which may not have happened yet: so plain non-blocking reads,
     // up to what a pipe can hold (more is a process the call left running, still writing).
-    let Ok(fd) = rx.into_nonblocking_fd() else {
-        return kept;
+    let fd = match rx.into_nonblocking_fd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!("reading the rest of a session call's {stream:?}: {e}");
+            return kept;
+        }
     };
     let mut pipe = std::fs::File::from(fd);
     let mut left = LAST_READ;

@@ -40,7 +40,7 @@ const PYTHON_SESSION: &str = concat!(
 pub const SESSION_FILE_LIMIT: usize = 64 << 20;
 
 /// How long a session waits for its sandbox to end after being killed.
-const END_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const END_GRACE: Duration = Duration::from_secs(10);
 
 /// How long a call waits, once the agent's end of the control socket closed, for the sandbox
 /// to end by itself before calling it broken.
@@ -120,10 +120,12 @@ impl Drop for Shared {
 
 impl Session {
     /// Starts a session shaped like `template` (its code is ignored). Python only for now.
-    pub(crate) async fn start(
+    /// `starting` is held until the sandbox is either handed over or gone, and given back.
+    pub(crate) async fn start<G: Send + 'static>(
         template: RunRequest,
         options: SessionOptions,
-    ) -> Result<Session, RuntimeError> {
+        starting: G,
+    ) -> Result<(Session, G), RuntimeError> {
         template.validate_shape()?;
         options.validate()?;
         if template.language != Language::Python {
@@ -146,10 +148,13 @@ impl Session {
             ..template
         };
         let shape = template.clone();
-        let (control, sandbox) =
-            tokio::task::spawn_blocking(move || spawn(&shape, options.max_lifetime))
+        // Returned with the sandbox, so that an abandoned start drops the sandbox (killing it,
+        // removing its cgroup) before `starting`.
+        let (spawned, starting) =
+            tokio::task::spawn_blocking(move || (spawn(&shape, options.max_lifetime), starting))
                 .await
-                .map_err(|e| worker_failed("starting a session", e))??;
+                .map_err(|e| worker_failed("starting a session", e))?;
+        let (control, sandbox) = spawned?;
         // Failing here drops the sandbox, which kills it.
         control
             .set_nonblocking(true)
@@ -175,7 +180,13 @@ impl Session {
                     p.stop();
                 }
                 drop(env);
-                let _ = tx.send(Some(outcome.unwrap_or_default()));
+                // How it ended, without what the agent wrote outside calls (kept by trackers).
+                let outcome = jail::Outcome {
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    ..outcome.unwrap_or_default()
+                };
+                let _ = tx.send(Some(outcome));
             })
             .map_err(|e| host("starting a session's watcher", e))?;
         let shared = Arc::new(Shared {
@@ -193,7 +204,7 @@ impl Session {
             Arc::downgrade(&shared),
             options.idle_timeout,
         ));
-        Ok(Session { shared })
+        Ok((Session { shared }, starting))
     }
 
     /// Runs `code` in the session (after any call already running), with the session's timeout
@@ -289,11 +300,13 @@ impl Session {
                 .await
                 .map_err(|e| e.to_string())
         };
+        let mut ended = s.ended.clone();
         let answer = tokio::select! {
             a = exchange => a,
             _ = tokio::time::sleep(s.template.timeout) => Err(format!(
                 "the agent did not answer within {:?}", s.template.timeout
             )),
+            _ = ended.wait_for(Option::is_some) => Err("the session's sandbox ended".into()),
         };
         cancelled.disarm();
         s.touch();
