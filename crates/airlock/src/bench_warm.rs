@@ -181,6 +181,12 @@ async fn round_trip_row(
             Err(e) => return failed(name, e.to_string()),
         }
     }
+    let note = format!("{} runs, {cold} fell back to cold; {target}", samples.len());
+    latency_row(name, samples, note)
+}
+
+/// A row of round-trip latencies (milliseconds, in any order).
+fn latency_row(name: &str, mut samples: Vec<f64>, note: String) -> WarmRow {
     samples.sort_by(f64::total_cmp);
     WarmRow {
         name: name.into(),
@@ -188,7 +194,7 @@ async fn round_trip_row(
         p90_ms: pct(&samples, 0.9),
         p99_ms: pct(&samples, 0.99),
         per_second: None,
-        note: format!("{} runs, {cold} fell back to cold; {target}", samples.len()),
+        note,
     }
 }
 
@@ -212,18 +218,11 @@ async fn session_row(sched: &Scheduler, r: &RunRequest, runs: usize) -> WarmRow 
         }
     }
     session.close().await;
-    samples.sort_by(f64::total_cmp);
-    WarmRow {
-        name: name.into(),
-        median_ms: pct(&samples, 0.5),
-        p90_ms: pct(&samples, 0.9),
-        p99_ms: pct(&samples, 0.99),
-        per_second: None,
-        note: format!(
-            "{} calls in one session, started in {start_ms:.1} ms",
-            samples.len()
-        ),
-    }
+    let note = format!(
+        "{} calls in one session, started in {start_ms:.1} ms",
+        samples.len()
+    );
+    latency_row(name, samples, note)
 }
 
 /// Runs per second of `r` by concurrent callers for `seconds`; pools refill in the background.

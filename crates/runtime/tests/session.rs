@@ -39,6 +39,24 @@ fn assert_closed(r: Result<RunResult, RuntimeError>) {
     }
 }
 
+/// The session refuses calls, saying `why`, and its sandbox is soon gone.
+async fn assert_closed_because(session: &Session, why: &str) {
+    match session.run("print(1)", None, Box::new(|_, _| {})).await {
+        Err(RuntimeError::SessionClosed { why: said }) => assert!(said.contains(why), "{said}"),
+        other => panic!("a session closed for {why:?} served a call: {other:?}"),
+    }
+    for _ in 0..100 {
+        if live_session_sandboxes().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        live_session_sandboxes().is_empty(),
+        "the sandbox of a session closed for {why:?} lives on"
+    );
+}
+
 /// Sessions' sandboxes still running in this test process (each test has its own process).
 fn live_session_sandboxes() -> Vec<i32> {
     our_descendants()
@@ -207,20 +225,7 @@ fn an_idle_session_is_closed() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(!session.is_open(), "still open long after its idle timeout");
-        match session.run("print(1)", None, Box::new(|_, _| {})).await {
-            Err(RuntimeError::SessionClosed { why }) => assert!(why.contains("idle"), "{why}"),
-            other => panic!("an idle-closed session served a call: {other:?}"),
-        }
-        for _ in 0..100 {
-            if live_session_sandboxes().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(
-            live_session_sandboxes().is_empty(),
-            "the idle session's sandbox lives on"
-        );
+        assert_closed_because(&session, "idle").await;
     });
 }
 
@@ -468,20 +473,7 @@ fn a_cancelled_call_closes_its_session() {
         .await;
         assert!(dropped.is_err(), "the call ended by itself: {dropped:?}");
         assert!(!session.is_open());
-        match session.run("print(1)", None, Box::new(|_, _| {})).await {
-            Err(RuntimeError::SessionClosed { why }) => assert!(why.contains("cancelled"), "{why}"),
-            other => panic!("a session whose call was cancelled served another: {other:?}"),
-        }
-        for _ in 0..100 {
-            if live_session_sandboxes().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(
-            live_session_sandboxes().is_empty(),
-            "the cancelled call's sandbox lives on"
-        );
+        assert_closed_because(&session, "cancelled").await;
     });
 }
 
