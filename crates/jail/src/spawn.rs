@@ -392,7 +392,7 @@ impl Sandbox {
                 .and_then(|cg| cg.usage().cpu_ns)
                 .map(std::time::Duration::from_nanos),
             // What the init's rusage will count: its own time and its reaped children's.
-            rusage: std::time::Duration::from_nanos(ticks * 1_000_000_000 / sys::clock_ticks()),
+            rusage: ticks_to_time(ticks),
         };
     }
 
@@ -556,6 +556,11 @@ fn cpu_ticks_of(pid: i32) -> io::Result<(u64, u64)> {
     }
 }
 
+/// CPU time counted in clock ticks, as a duration.
+fn ticks_to_time(ticks: u64) -> std::time::Duration {
+    std::time::Duration::from_nanos(ticks * 1_000_000_000 / sys::clock_ticks())
+}
+
 /// What the kernel counts for the host process `pid` so far: its CPU time and that of its
 /// reaped children, and its peak resident memory (`VmHWM`). For a long-lived sandbox's init
 /// (a session), read from outside, so that the code inside cannot misreport it.
@@ -568,7 +573,7 @@ pub fn process_usage(pid: i32) -> io::Result<crate::Usage> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .unwrap_or(0);
     Ok(crate::Usage {
-        cpu: std::time::Duration::from_nanos((own + reaped) * 1_000_000_000 / sys::clock_ticks()),
+        cpu: ticks_to_time(own + reaped),
         memory_peak_bytes: hwm_kib * 1024,
     })
 }

@@ -37,7 +37,8 @@ pub(crate) fn announce(policy: &mut Policy, fd_in_sandbox: i32) {
 
 /// A fresh channel: the write end to hand to the program, and the host's end.
 pub(crate) fn pipe() -> Result<(OwnedFd, ResultChannel), RuntimeError> {
-    let (reader, writer) = std::io::pipe().map_err(|e| host("creating the result channel", e))?;
+    let (reader, writer) =
+        std::io::pipe().map_err(|e| RuntimeError::host("creating the result channel", e))?;
     // Drained from the start: a large result must not block the program on a full pipe.
     let reader = std::thread::Builder::new()
         .name("airlock-result".into())
@@ -46,7 +47,7 @@ pub(crate) fn pipe() -> Result<(OwnedFd, ResultChannel), RuntimeError> {
             reader.take(RESULT_LIMIT as u64 + 1).read_to_end(&mut buf)?;
             Ok(buf)
         })
-        .map_err(|e| host("starting the result reader", e))?;
+        .map_err(|e| RuntimeError::host("starting the result reader", e))?;
     Ok((OwnedFd::from(writer), ResultChannel { reader }))
 }
 
@@ -58,12 +59,12 @@ impl ResultChannel {
             .reader
             .join()
             .map_err(|_| {
-                host(
+                RuntimeError::host(
                     "reading the result channel",
                     std::io::Error::other("reader panicked"),
                 )
             })?
-            .map_err(|e| host("reading the result channel", e))?;
+            .map_err(|e| RuntimeError::host("reading the result channel", e))?;
         if bytes.len() > RESULT_LIMIT {
             return Err(RuntimeError::invalid(
                 "result",
@@ -74,11 +75,4 @@ impl ResultChannel {
         }
         Ok(bytes)
     }
-}
-
-fn host(what: &str, e: std::io::Error) -> RuntimeError {
-    RuntimeError::Sandbox(jail::JailError::Host {
-        what: what.into(),
-        source: e,
-    })
 }

@@ -44,7 +44,7 @@ pub struct ErrorInfo {
 }
 
 impl ErrorInfo {
-    fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
         ErrorInfo {
             kind: kind.into(),
             message: message.into(),

@@ -65,6 +65,14 @@ impl RuntimeError {
         }
     }
 
+    /// The host side failed at `what` (a socket, a pipe, a worker thread).
+    pub(crate) fn host(what: impl Into<String>, source: std::io::Error) -> RuntimeError {
+        RuntimeError::Sandbox(JailError::Host {
+            what: what.into(),
+            source,
+        })
+    }
+
     pub(crate) fn invalid(field: &str, why: impl Into<String>) -> RuntimeError {
         RuntimeError::InvalidInput {
             field: field.into(),

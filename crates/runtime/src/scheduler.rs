@@ -215,10 +215,10 @@ impl Scheduler {
             guard.0 = Some(k);
         }
         let result = task.await.map_err(|e| {
-            RuntimeError::Sandbox(jail::JailError::Host {
-                what: "the run's worker thread".into(),
-                source: std::io::Error::other(e.to_string()),
-            })
+            RuntimeError::host(
+                "the run's worker thread",
+                std::io::Error::other(e.to_string()),
+            )
         })?;
         guard.0 = None; // finished: nothing to cancel
         self.replenish(&shape);

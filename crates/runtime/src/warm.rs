@@ -230,10 +230,10 @@ impl Warm {
         };
         let mut child = zygote.zygote.fork(writer)?;
         let control = child.take_control().ok_or_else(|| {
-            RuntimeError::Sandbox(jail::JailError::Host {
-                what: "forking a zygote child".into(),
-                source: std::io::Error::other("no control socket"),
-            })
+            RuntimeError::host(
+                "forking a zygote child",
+                std::io::Error::other("no control socket"),
+            )
         })?;
         Ok(Warm {
             born: child.born(),
@@ -252,12 +252,8 @@ impl Warm {
             mut policy,
             env,
         } = pool_setup(template)?;
-        let (ours, theirs) = UnixStream::pair().map_err(|e| {
-            RuntimeError::Sandbox(jail::JailError::Host {
-                what: "creating a control channel".into(),
-                source: e,
-            })
-        })?;
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| RuntimeError::host("creating a control channel", e))?;
         // A preload's CPU time is its own: the run's limit counts from its end (below).
         let mut run_cpu = None;
         let command = match template.language {
@@ -384,12 +380,12 @@ pub(crate) fn await_ready(control: &UnixStream, what: &str) -> Result<(), Runtim
         .and_then(|()| std::io::Read::read_exact(&mut &*control, &mut ready))
         .and_then(|()| control.set_read_timeout(None));
     if said_ready.is_err() || ready != *b"R" {
-        return Err(RuntimeError::Sandbox(jail::JailError::Host {
-            what: what.into(),
-            source: said_ready
+        return Err(RuntimeError::host(
+            what,
+            said_ready
                 .err()
                 .unwrap_or_else(|| std::io::Error::other("unexpected readiness byte")),
-        }));
+        ));
     }
     Ok(())
 }
@@ -409,14 +405,7 @@ fn sandbox_failure(message: String) -> RunResult {
         stderr: String::new(),
         stdout_truncated: false,
         stderr_truncated: false,
-        error: Some(crate::diagnose::ErrorInfo {
-            kind: "SandboxError".into(),
-            message,
-            line: None,
-            file: None,
-            hint: None,
-            traceback: None,
-        }),
+        error: Some(crate::diagnose::ErrorInfo::new("SandboxError", message)),
         timing: Default::default(),
         usage: Default::default(),
         pool: "warm".into(),

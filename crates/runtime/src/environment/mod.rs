@@ -300,10 +300,16 @@ impl Environment {
     /// Records the environment in the result of a run served by a pooled sandbox, which found
     /// (or built) it before the run came: the run itself waited for no install.
     pub(crate) fn annotate_pooled(&self, result: &mut RunResult) {
-        result.environment = Some(self.key.clone());
-        result.environment_cached = Some(true);
-        result.timing.install_ms = 0.0;
+        annotate_found(&self.key, result);
     }
+}
+
+/// [`Environment::annotate_pooled`] for a caller that keeps only the key (a session, whose
+/// environment lives as long as its sandbox, not its handle).
+pub(crate) fn annotate_found(key: &str, result: &mut RunResult) {
+    result.environment = Some(key.to_owned());
+    result.environment_cached = Some(true);
+    result.timing.install_ms = 0.0;
 }
 
 fn ms(d: Duration) -> f64 {

@@ -12,7 +12,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use super::frame::{FrameError, read_frame, send_frame};
-use super::{AGENT_GONE, END_GRACE, Shared, host, worker_failed};
+use super::{AGENT_GONE, END_GRACE, Shared, worker_failed};
 use crate::error::RuntimeError;
 use crate::request::RunRequest;
 use crate::result::RunResult;
@@ -51,10 +51,11 @@ impl Call {
             (Stream::Stdout, req.stdout_limit),
             (Stream::Stderr, req.stderr_limit),
         ] {
-            let (tx, rx) = pipe::pipe().map_err(|e| host("creating a call's output pipe", e))?;
+            let (tx, rx) =
+                pipe::pipe().map_err(|e| RuntimeError::host("creating a call's output pipe", e))?;
             ends.push(
                 tx.into_blocking_fd()
-                    .map_err(|e| host("creating a call's output pipe", e))?,
+                    .map_err(|e| RuntimeError::host("creating a call's output pipe", e))?,
             );
             drains.push(tokio::spawn(drain(
                 rx,
@@ -96,8 +97,8 @@ impl Call {
                 "the session's agent sent a frame ({kind:?}) that was not this call's \
                  completion: its code wrote to the session's control channel"
             )),
-            // The agent's end closed: most often the interpreter exited, and how is the story.
             Some(Err(FrameError::Bad(why))) => Ending::Broken(why),
+            // The agent's end closed: most often the interpreter exited, and how is the story.
             Some(Err(FrameError::Closed(why))) => {
                 let gone = tokio::time::timeout(AGENT_GONE, ended.wait_for(Option::is_some));
                 match gone.await {
@@ -118,10 +119,10 @@ impl Call {
             other => other,
         };
         if !matches!(ending, Ending::Status(_)) {
-            if let Ending::Broken(why) = &ending {
-                s.close(why);
+            match &ending {
+                Ending::Broken(why) => s.close(why), // which kills
+                _ => s.killer.kill(),
             }
-            s.killer.kill();
             let _ = tokio::time::timeout(END_GRACE, ended.wait_for(Option::is_some)).await;
         }
         let _ = stop.send(true);
@@ -170,18 +171,13 @@ impl Call {
         let mut result = crate::run::result_from(req, outcome, "warm");
         if let Some(key) = &s.environment {
             // Found or built when the session started: no call waits for an install.
-            result.environment = Some(key.clone());
-            result.environment_cached = Some(true);
+            crate::environment::annotate_found(key, &mut result);
         }
         if let Ending::Broken(why) = ending {
             result.status = crate::Status::SandboxError;
             result.error = Some(crate::ErrorInfo {
-                kind: "SandboxError".into(),
-                message: why,
-                line: None,
-                file: None,
                 hint: Some("the session is closed: start a new one".into()),
-                traceback: None,
+                ..crate::ErrorInfo::new("SandboxError", why)
             });
         }
         Ok(result)

@@ -158,9 +158,9 @@ impl Session {
         // Failing here drops the sandbox, which kills it.
         control
             .set_nonblocking(true)
-            .map_err(|e| host("setting up a session's control socket", e))?;
+            .map_err(|e| RuntimeError::host("setting up a session's control socket", e))?;
         let control = UnixStream::from_std(control)
-            .map_err(|e| host("setting up a session's control socket", e))?;
+            .map_err(|e| RuntimeError::host("setting up a session's control socket", e))?;
         let (tx, ended) = watch::channel(None);
         let (pid, killer) = (sandbox.sandbox.pid(), sandbox.sandbox.killer());
         let environment = sandbox.env.as_ref().map(|e| e.key.clone());
@@ -188,7 +188,7 @@ impl Session {
                 };
                 let _ = tx.send(Some(outcome));
             })
-            .map_err(|e| host("starting a session's watcher", e))?;
+            .map_err(|e| RuntimeError::host("starting a session's watcher", e))?;
         let shared = Arc::new(Shared {
             template,
             control: tokio::sync::Mutex::new(Some(control)),
@@ -324,8 +324,8 @@ impl Session {
         };
         // The session is closed from here on: `usable` refuses it to every later caller.
         self.end(&why).await;
-        Err(host(
-            &format!("the session's file operation on {path:?}"),
+        Err(RuntimeError::host(
+            format!("the session's file operation on {path:?}"),
             std::io::Error::other(why),
         ))
     }
@@ -467,8 +467,8 @@ fn spawn(
     policy
         .files
         .push(warm::agent_file("/airlock/session.py", PYTHON_SESSION));
-    let (ours, theirs) =
-        StdUnixStream::pair().map_err(|e| host("creating a session's control channel", e))?;
+    let (ours, theirs) = StdUnixStream::pair()
+        .map_err(|e| RuntimeError::host("creating a session's control channel", e))?;
     let command = Command::new(&interp.executable)
         .arg("/airlock/session.py")
         .pass_fd(theirs.into());
@@ -524,13 +524,6 @@ fn check_path(path: &str) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn host(what: &str, e: std::io::Error) -> RuntimeError {
-    RuntimeError::Sandbox(jail::JailError::Host {
-        what: what.into(),
-        source: e,
-    })
-}
-
 fn worker_failed(what: &str, e: tokio::task::JoinError) -> RuntimeError {
-    host(what, std::io::Error::other(e.to_string()))
+    RuntimeError::host(what, std::io::Error::other(e.to_string()))
 }
