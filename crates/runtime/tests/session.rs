@@ -348,6 +348,15 @@ fn forged_or_garbled_frames_close_only_that_session() {
                 "import os\nos.write(3, b'X' + (12).to_bytes(8, 'big') + bytes(12))\nimport time\ntime.sleep(5)",
                 Status::SandboxError,
             ),
+            // Frames that carry descriptors for the host (which closes them unread).
+            (
+                "import socket, time\nsocket.send_fds(socket.socket(fileno=3), [b'X' + (12).to_bytes(8, 'big') + bytes(12)], [1, 2])\ntime.sleep(5)",
+                Status::SandboxError,
+            ),
+            (
+                "import socket, time\nsocket.send_fds(socket.socket(fileno=3), [b'D' + (3).to_bytes(8, 'big') + b'abc'], [0])\ntime.sleep(5)",
+                Status::SandboxError,
+            ),
             // Closing the control channel under the agent: it cannot answer, and exits.
             ("import os\nos.close(3)", Status::Error),
             // Ending the interpreter, agent and all.
