@@ -166,6 +166,13 @@ fn preload_prelude(modules: &[&str], template: &RunRequest) -> String {
     )
 }
 
+/// How many threads the native thread pools an import starts may have in a sandbox of
+/// `cpu_millis`: its quota in whole cores, at least one and at most the host's.
+fn pool_threads(cpu_millis: u64) -> u64 {
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    cpu_millis.div_ceil(1000).clamp(1, host)
+}
+
 /// The items of a Python tuple of `names` (each a plain name: letters, digits, `.`, `_`, `-`).
 fn python_tuple<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.map(|n| format!("{n:?}, ")).collect()
@@ -267,8 +274,9 @@ impl Warm {
                         run_cpu = Some(cpu);
                         policy.limits.cpu_seconds = cpu + READY_TIMEOUT.as_secs();
                         format!(
-                            "{}_airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS)\n{PYTHON_AGENT}",
-                            preload_prelude(&[], template)
+                            "{}_airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS, {})\n{PYTHON_AGENT}",
+                            preload_prelude(&[], template),
+                            pool_threads(policy.limits.cpu_millis)
                         )
                     }
                 };

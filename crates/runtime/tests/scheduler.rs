@@ -660,3 +660,41 @@ fn a_package_that_forks_at_import_gets_no_pre_started_sandbox() {
         assert_eq!((out.pool.as_str(), out.stdout.trim()), ("cold", "ran"));
     });
 }
+
+/// Native thread pools an import starts (OpenBLAS, OpenMP) are sized by the sandbox's CPU
+/// quota, not by the host's cores, during a pooled sandbox's imports; the run's own
+/// environment is what it asked for, and a size the caller set is kept.
+#[test]
+fn a_preload_sizes_native_thread_pools_by_the_cpu_quota() {
+    let init = "import os\nSEEN = {v: os.environ.get(v) for v in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'NUMEXPR_NUM_THREADS')}\n";
+    let house = Wheelhouse::new("pools", "airlock_pools", init);
+    let code = "import os, sys\nm = sys.modules.get('airlock_pools')\nprint(sorted(set(m.SEEN.values())) if m else 'not preloaded', os.environ.get('OMP_NUM_THREADS'))";
+    rt().block_on(async {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for (trusted, cpus, env, want) in [
+            // A use-once sandbox: its quota in whole cores.
+            (false, 1.0, vec![], "['1'] None".to_string()),
+            (false, 1.5, vec![], format!("['{}'] None", 2.min(cores))),
+            // A zygote: always one thread (only the forking one survives a fork).
+            (true, 2.0, vec![], "['1'] None".to_string()),
+            // What the caller set stays.
+            (
+                false,
+                1.0,
+                vec![("OMP_NUM_THREADS".to_string(), "7".to_string())],
+                "['1', '7'] 7".to_string(),
+            ),
+        ] {
+            let s = sched(1);
+            let mut r = house.request("airlock_pools", code, trusted);
+            r.cpus = cpus;
+            r.env = env.into_iter().collect();
+            warmed(&s, &r).await;
+            let out = run(&s, r).await;
+            assert_eq!(out.status, Status::Ok, "{}", out.stderr);
+            assert_eq!(out.pool, "warm");
+            assert_eq!(out.stdout.trim(), want, "trusted={trusted} cpus={cpus}");
+            s.shutdown().await;
+        }
+    });
+}

@@ -5,6 +5,18 @@
 # again and reports its own error. What the imports print is not the run's output.
 # Returns the (name, error) of each module that failed, for the zygote to log.
 
+# The native thread pools that start when their library loads (OpenBLAS under numpy, OpenMP,
+# MKL, numexpr) size themselves by the CPUs they see, not by the sandbox's CPU quota: under a
+# one-core quota, a pool of every host core spins against the quota and makes an import of
+# pandas take a third longer. During the imports, each variable the caller did not set holds
+# them to `threads`; afterwards the run's environment is as it was.
+_AIRLOCK_POOL_SIZES = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
 
 def _airlock_top_level(metadata, dist):
     try:
@@ -29,7 +41,7 @@ def _airlock_top_level(metadata, dist):
     return wanted[:32]
 
 
-def _airlock_preload(modules, dists):
+def _airlock_preload(modules, dists, threads):
     import os
     import sys
 
@@ -48,6 +60,9 @@ def _airlock_preload(modules, dists):
     os.dup2(null, 1)
     os.dup2(null, 2)
     failed = []
+    ours = [v for v in _AIRLOCK_POOL_SIZES if v not in os.environ]
+    for v in ours:
+        os.environ[v] = str(threads)
     try:
         for name in names:
             try:
@@ -59,6 +74,8 @@ def _airlock_preload(modules, dists):
                     why = type(e).__name__  # an exception whose str() fails too
                 failed.append((name, why))
     finally:
+        for v in ours:
+            os.environ.pop(v, None)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

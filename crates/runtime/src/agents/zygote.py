@@ -19,9 +19,6 @@ import traceback as _traceback
 import types as _types
 
 
-_ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
 def _airlock_children():
     try:
         with open("/proc/self/task/%d/children" % _os.getpid()) as f:
@@ -53,16 +50,11 @@ def _airlock_zygote():
         _os._exit(121)
     # Native thread pools that start when their library loads (OpenBLAS under numpy, OpenMP)
     # would not survive the fork: they are held to the one thread that does, unless the
-    # caller set their size. The variables are the zygote's only, not the runs'.
-    ours = [v for v in _ONE_THREAD if v not in _os.environ]
-    for v in ours:
-        _os.environ[v] = "1"
-    for name, error in _airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS):
+    # caller set their size.
+    for name, error in _airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS, 1):
         # The supervisor logs the zygote's stderr; each run imports the module again itself.
         line = "airlock zygote: not preloaded: %s (%s)\n" % (name, error)
         _os.write(2, line.encode(errors="backslashreplace"))
-    for v in ours:
-        del _os.environ[v]
     refusal = _airlock_unforkable()
     if refusal is not None:
         _os.write(2, refusal + b": this environment cannot be forked from\n")
