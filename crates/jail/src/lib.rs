@@ -24,6 +24,7 @@ pub use policy::{
 };
 pub use spawn::{
     Command, Killer, Sandbox, prepare_descriptor_passing, process_usage, send_with_fds,
+    too_many_in_flight,
 };
 pub use supervise::{Outcome, OutputCap, Stream, Timing, Usage};
 #[cfg(feature = "zygote-lib")]

@@ -594,17 +594,28 @@ pub fn send_with_fds(
 /// Descriptors one SCM_RIGHTS message may carry (the kernel's `SCM_MAX_FD`).
 const SCM_MAX_FD: u64 = 253;
 
+/// Whether a send failed because the sender's user has too many descriptors in flight
+/// (`ETOOMANYREFS`; see [`prepare_descriptor_passing`]): nothing of the message went.
+pub fn too_many_in_flight(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ETOOMANYREFS)
+}
+
 /// Makes this process's descriptor passing (a zygote's runs, a session's calls, a sandbox's
-/// listener handed back at setup) proof against what sandboxes of at most `most_open_files`
-/// do; call once before the first. The kernel refuses to send a descriptor while the sender's
+/// listener handed back at setup) harder for sandboxes of at most `most_open_files` to stop;
+/// call once before the first. The kernel refuses to send a descriptor while the sender's
 /// user has more in flight (sent, not yet received) than the sender's soft RLIMIT_NOFILE,
 /// unless it holds CAP_SYS_RESOURCE or CAP_SYS_ADMIN. Sandboxes that share a host user (every
-/// one, run as an ordinary user; installers, as root) can park about their own limit plus 253
-/// per concurrent sender in a socket they never read: with the usual soft limit of 1024 that
-/// stops every other sandbox's descriptors. So the soft limit is raised above that bound (not
-/// further: it is process-wide, and programs this process starts inherit it). `Err` says when
-/// the hard limit does not allow it, and what to do. The allowance is the host user's, shared
-/// with everything else that user runs; a dedicated user keeps sandboxes from spending it.
+/// one, run as an ordinary user; installers, as root) can park descriptors in a socket they
+/// never read: one sender at a time, about their own limit plus 253 per concurrent sender,
+/// which with the usual soft limit of 1024 stops every other sandbox's descriptors. So the
+/// soft limit is raised above that bound (not further: it is process-wide, and programs this
+/// process starts inherit it). It is not a guarantee: the kernel counts a message only after
+/// copying its data, which may sleep on a page fault, so many threads sending at once all
+/// pass the check, and there is no limit an ordinary user could raise to that stays above
+/// them (docs/security.md, "Descriptors in flight"). `Err` says when the hard limit does not
+/// allow even the bound. The allowance is the host user's, shared with everything else that
+/// user runs; running as root (each sandbox its own uid) or as a dedicated user keeps
+/// sandboxes from spending another's.
 pub fn prepare_descriptor_passing(most_open_files: u64) -> io::Result<()> {
     // The kernel checks before it counts, so each concurrent sender gets one more message in.
     let senders = std::thread::available_parallelism().map_or(1, |n| n.get() as u64) + 1;

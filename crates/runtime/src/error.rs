@@ -17,9 +17,10 @@ pub enum RuntimeError {
     #[error("no {language} interpreter found: {why}")]
     Interpreter { language: &'static str, why: String },
 
-    /// Too many runs are already waiting: try again later (HTTP: 429 with Retry-After).
-    #[error("busy: {queued} runs are already waiting; retry later")]
-    Busy { queued: usize },
+    /// Too many runs are already waiting, or too many sessions are open: try again later
+    /// (HTTP: 429 with Retry-After). `why` says which limit, and how to change it.
+    #[error("busy: {why}; retry later")]
+    Busy { why: String },
 
     /// The sandbox could not be started or supervised.
     #[error("{0}")]

@@ -184,13 +184,18 @@ impl Scheduler {
                 let queued = Queued::enter(&inner.waiting);
                 if queued.ahead >= inner.config.max_queue {
                     return Err(RuntimeError::Busy {
-                        queued: inner.config.max_queue,
+                        why: format!(
+                            "{} runs are already waiting (the scheduler's max_queue)",
+                            inner.config.max_queue
+                        ),
                     });
                 }
                 // Leaving the queue (also when the caller gives up waiting) is `queued`'s drop.
                 let permit = inner.permits.acquire().await;
                 drop(queued);
-                permit.map_err(|_| RuntimeError::Busy { queued: 0 })?
+                permit.map_err(|_| RuntimeError::Busy {
+                    why: "the scheduler is shutting down".into(),
+                })?
             }
         };
 
@@ -247,7 +252,11 @@ impl Scheduler {
                 >= self.inner.config.max_sessions
             {
                 return Err(RuntimeError::Busy {
-                    queued: self.inner.config.max_sessions,
+                    why: format!(
+                        "{} sessions are open or starting, the scheduler's max_sessions: close \
+                         one, or raise max_sessions",
+                        self.inner.config.max_sessions
+                    ),
                 });
             }
             if self.inner.closing.load(Ordering::SeqCst) {

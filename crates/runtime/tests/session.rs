@@ -507,6 +507,134 @@ fn a_session_with_packages_imports_them_from_its_environment() {
     });
 }
 
+/// Files go in and out a chunk at a time: a file of a third of the session's memory fits (the
+/// agent held three copies of it before), and a file operation the memory limit ends says so.
+#[test]
+fn big_files_stream_and_the_memory_limit_is_named() {
+    rt().block_on(async {
+        let s = sched(0);
+        let small = RunRequest {
+            memory_mb: 64,
+            ..python()
+        };
+        let session = open(&s, small.clone(), SessionOptions::default()).await;
+        let bytes: Vec<u8> = (0..=250u8).cycle().take(20 << 20).collect();
+        session.write_file("big.bin", &bytes).await.unwrap();
+        assert_eq!(session.read_file("big.bin").await.unwrap(), bytes);
+        let r = call(&session, "import os\nprint(os.path.getsize('big.bin'))").await;
+        assert_eq!(r.stdout, format!("{}\n", 20 << 20));
+        assert!(session.is_open());
+        session.close().await;
+        // A file larger than the memory left: /workspace is memory too.
+        let session = open(&s, small, SessionOptions::default()).await;
+        let huge = vec![1u8; 60 << 20];
+        match session.write_file("huge.bin", &huge).await {
+            Err(e @ RuntimeError::SessionClosed { .. }) => {
+                assert!(e.to_string().contains("memory limit of 64 MiB"), "{e}")
+            }
+            // The workspace's own size may refuse it first, leaving the session open.
+            Err(RuntimeError::InvalidInput { field, why }) => {
+                assert_eq!(field, "path");
+                assert!(why.contains("space"), "{why}");
+                assert!(session.is_open());
+            }
+            other => panic!("60 MiB into 64 MiB: {other:?}"),
+        }
+    });
+}
+
+/// A FIFO or a device in the session is not a file to read or write: refused at once, not a
+/// read that never ends.
+#[test]
+fn only_regular_files_are_read_or_written() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(
+            &s,
+            RunRequest {
+                timeout: Duration::from_secs(30),
+                ..python()
+            },
+            SessionOptions::default(),
+        )
+        .await;
+        call(&session, "import os\nos.mkfifo('/workspace/fifo')").await;
+        let started = std::time::Instant::now();
+        for r in [
+            session.read_file("fifo").await.map(drop),
+            session.write_file("fifo", b"x").await,
+            session.read_file("/dev/zero").await.map(drop),
+            session.write_file("/dev/null", b"x").await,
+        ] {
+            match r {
+                Err(RuntimeError::InvalidInput { field, why }) => {
+                    assert_eq!(field, "path");
+                    assert!(why.contains("not a regular file"), "{why}");
+                }
+                other => panic!("a special file: {other:?}"),
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "a special file held a file operation until the session's timeout"
+        );
+        assert!(session.is_open());
+        assert_eq!(call(&session, "print('fine')").await.stdout, "fine\n");
+    });
+}
+
+/// What the agent answers a file operation with is bounded for its kind: a reason is a few
+/// KiB, not the 64 MiB a file may be.
+#[test]
+fn a_file_operations_answer_is_bounded_for_its_kind() {
+    rt().block_on(async {
+        let s = sched(0);
+        let session = open(&s, python(), SessionOptions::default()).await;
+        // The agent's own reasons are cut short.
+        call(
+            &session,
+            "import builtins\nreal = builtins.open\ndef loud(*a, **k):\n    raise OSError(13, 'no ' * (1 << 20))\nbuiltins.open = loud",
+        )
+        .await;
+        match session.read_file("x").await {
+            Err(RuntimeError::InvalidInput { why, .. }) => assert!(why.len() < 5000, "{}", why.len()),
+            other => panic!("{other:?}"),
+        }
+        // And one the code forges past the bound closes the session.
+        call(
+            &session,
+            "import builtins, socket\nbuiltins.open = real\nsend = socket.socket.sendall\ndef big(self, data, *a):\n    if data[:1] == b'E':\n        data = b'E' + (5 << 20).to_bytes(8, 'big') + bytes(5 << 20)\n    return send(self, data, *a)\nsocket.socket.sendall = big",
+        )
+        .await;
+        match session.read_file("missing").await {
+            Err(RuntimeError::SessionClosed { why }) => {
+                assert!(why.contains("control channel"), "{why}")
+            }
+            other => panic!("a 5 MiB reason: {other:?}"),
+        }
+        assert!(!session.is_open());
+    });
+}
+
+/// A call that outlives the session says that the session's lifetime ended it, not its own
+/// timeout.
+#[test]
+fn a_call_cut_by_the_sessions_lifetime_says_so() {
+    rt().block_on(async {
+        let s = sched(0);
+        let options = SessionOptions {
+            max_lifetime: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+        };
+        let session = open(&s, python(), options).await;
+        let r = call(&session, "import time\ntime.sleep(5)").await;
+        assert_eq!(r.status, Status::Timeout, "{r:?}");
+        let message = r.error.expect("why").message;
+        assert!(message.contains("max_lifetime of 1 s"), "{message}");
+        assert_closed_because(&session, "max_lifetime").await;
+    });
+}
+
 #[test]
 fn sessions_beyond_the_limit_are_refused_even_when_started_together() {
     rt().block_on(async {
@@ -526,7 +654,10 @@ fn sessions_beyond_the_limit_are_refused_even_when_started_together() {
         for start in starts {
             match start.await.unwrap() {
                 Ok(session) => open.push(session),
-                Err(RuntimeError::Busy { .. }) => busy += 1,
+                Err(e @ RuntimeError::Busy { .. }) => {
+                    assert!(e.to_string().contains("max_sessions"), "{e}");
+                    busy += 1
+                }
                 Err(e) => panic!("{e}"),
             }
         }
@@ -572,6 +703,91 @@ fn parked_descriptors() {
             let r = call(&victim, "print('fine')").await;
             assert_eq!(r.stdout, "fine\n", "{r:?}");
         }
+        assert!(victim.is_open());
+    });
+}
+
+as_us_and_the_test_user!(
+    descriptors_raced_in_flight_fail_a_call_not_another_session,
+    descriptors_raced_in_flight_fail_a_call_not_another_session_as_the_test_user,
+    descriptors_raced_in_flight_fail_a_call_not_another_session_unprivileged,
+    raced_descriptors
+);
+
+/// Many threads sending at once, each copying data the kernel must first page in, all pass the
+/// in-flight check before any is counted: an ordinary user's sandboxes can then park more than
+/// any open-files limit allows, and the host's next send to another session is refused. That
+/// call fails with a host error saying so, and its session goes on (nothing was sent); once
+/// the descriptors are received, calls pass again. As root the sends are never refused.
+fn raced_descriptors() {
+    const RACE: &str = r#"
+import array, mmap, os, socket, threading, time
+big, size = None, 0
+for root, dirs, files in os.walk('/usr/lib'):
+    for f in files:
+        p = os.path.join(root, f)
+        try:
+            if not os.path.islink(p) and os.path.isfile(p) and os.path.getsize(p) > size:
+                big, size = p, os.path.getsize(p)
+        except OSError:
+            pass
+fd = os.open(big, os.O_RDONLY)
+m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+m.madvise(mmap.MADV_RANDOM)
+mv = memoryview(m)
+d = os.open('/dev/null', os.O_RDONLY)
+fds = array.array('i', [d] * 250)
+N, IOV, PAGE, pages = 120, 60, 4096, size // 4096
+m.madvise(mmap.MADV_DONTNEED)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+go = threading.Event()
+ok = []
+socks = [socket.socketpair() for _ in range(N)]
+def send(i):
+    a, b = socks[i]
+    bufs = [mv[((i * IOV + j) * 7 % pages) * PAGE:((i * IOV + j) * 7 % pages) * PAGE + 1] for j in range(IOV)]
+    go.wait()
+    try:
+        a.sendmsg(bufs, [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        ok.append(i)
+    except OSError:
+        pass
+threads = []
+for i in range(N):
+    t = threading.Thread(target=send, args=(i,))
+    try:
+        t.start()
+    except RuntimeError:
+        break
+    threads.append(t)
+time.sleep(0.2)
+go.set()
+for t in threads:
+    t.join()
+print(len(ok) * 250)
+"#;
+    rt().block_on(async {
+        let s = sched(0);
+        let template = RunRequest {
+            timeout: Duration::from_secs(120),
+            pids: 512,
+            ..python()
+        };
+        let victim = open(&s, template.clone(), SessionOptions::default()).await;
+        let attacker = open(&s, template, SessionOptions::default()).await;
+        let parked = call(&attacker, RACE).await;
+        assert_eq!(parked.status, Status::Ok, "{parked:?}");
+        let r = victim.run("print('fine')", None, Box::new(|_, _| {})).await;
+        match r {
+            Ok(r) => assert_eq!(r.stdout, "fine\n", "{r:?}"),
+            Err(e) => {
+                assert!(e.to_string().contains("in flight"), "{e}");
+                assert!(victim.is_open(), "a refused send closed the session: {e}");
+            }
+        }
+        // Received (closed with the attacker's session), they no longer count.
+        attacker.close().await;
+        assert_eq!(call(&victim, "print('fine')").await.stdout, "fine\n");
         assert!(victim.is_open());
     });
 }

@@ -10,7 +10,7 @@
     ├── DependencyInstallError           installing the packages failed (the installer's message)
     ├── SandboxUnavailableError          this host cannot isolate (a missing kernel feature, no interpreter)
     ├── SandboxInfrastructureError       the sandbox failed to start or be supervised
-    ├── SandboxBusyError                 too many runs are waiting; retry later
+    ├── SandboxBusyError                 too many runs waiting or sessions open; retry later
     ├── SessionClosedError               a call to a session that was closed (the message says why)
     └── InvalidRequestError (ValueError) a bad argument: .field names it
 
@@ -122,7 +122,8 @@ class SandboxInfrastructureError(SandboxError):
 
 
 class SandboxBusyError(SandboxError):
-    """Too many runs are already waiting; retry later."""
+    """Too many runs are already waiting, or too many sessions are open (the message says
+    which); retry later."""
 
 
 class SessionClosedError(SandboxError):

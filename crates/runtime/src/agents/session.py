@@ -13,9 +13,11 @@
 # The call's code shares this interpreter, so it can disturb this session's later calls (as in
 # any notebook kernel); the supervisor treats every frame as untrusted and bounded, and nothing
 # here reaches another session or the host.
+import errno as _errno
 import linecache as _linecache
 import os as _os
 import socket as _socket
+import stat as _stat
 import sys as _sys
 import traceback as _traceback
 import types as _types
@@ -34,15 +36,17 @@ def _airlock_session():
     _sys.argv = [path]
     _os.chdir("/workspace")
 
-    def read_exactly(n):
-        chunks, got = [], 0
-        while got < n:
-            chunk = sock.recv(min(n - got, 1 << 20))
+    def receive(n):
+        # The next n bytes of the socket, a chunk at a time (never all of a file at once).
+        while n > 0:
+            chunk = sock.recv(min(n, 1 << 20))
             if not chunk:
                 _os._exit(0)  # the supervisor closed the session
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+            n -= len(chunk)
+            yield chunk
+
+    def read_exactly(n):
+        return b"".join(receive(n))
 
     def reply(kind, payload=b""):
         sock.sendall(kind + len(payload).to_bytes(8, "big") + payload)
@@ -50,6 +54,63 @@ def _airlock_session():
     def where(raw):
         name = raw.decode("utf-8", "surrogateescape")
         return name if name.startswith("/") else _os.path.join("/workspace", name)
+
+    def open_regular(target, flags):
+        # Not blocking on a FIFO, and only ever a regular file (not a FIFO, a device or a
+        # socket, whose reads may never end).
+        try:
+            fd = _os.open(target, flags | _os.O_NONBLOCK | _os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            if e.errno == _errno.ENXIO:  # a FIFO no one reads
+                raise OSError("not a regular file") from None
+            raise
+        try:
+            if not _stat.S_ISREG(_os.fstat(fd).st_mode):
+                raise OSError("not a regular file")
+            _os.set_blocking(fd, True)
+        except BaseException:
+            _os.close(fd)
+            raise
+        return fd
+
+    def write_file(size):
+        # The path up to its NUL, then the data straight into the file as it comes.
+        chunks = receive(size)
+        head = b""
+        for chunk in chunks:
+            head += chunk
+            if b"\0" in head or len(head) > 8192:
+                break
+        name, _, first = head.partition(b"\0")
+        try:
+            target = where(name)
+            parent = _os.path.dirname(target)
+            if parent:
+                _os.makedirs(parent, exist_ok=True)
+            fd = open_regular(target, _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC)
+            with open(fd, "wb") as f:
+                f.write(first)
+                for chunk in chunks:
+                    f.write(chunk)
+        finally:
+            for _ in chunks:  # what is left of the frame, so the next one is read whole
+                pass
+        reply(b"K")
+
+    def read_file(name):
+        with open(open_regular(where(name), _os.O_RDONLY), "rb") as f:
+            size = _os.fstat(f.fileno()).st_size
+            if size > _AIRLOCK_FILE_LIMIT:
+                raise OSError(f"larger than {_AIRLOCK_FILE_LIMIT} bytes")
+            sock.sendall(b"D" + size.to_bytes(8, "big"))
+            sent = 0
+            while sent < size:
+                n = _os.sendfile(sock.fileno(), f.fileno(), sent, size - sent)
+                if n == 0:
+                    break  # it shrank meanwhile
+                sent += n
+            if sent < size:  # keep the frame whole: what shrank away reads as zeros
+                sock.sendall(bytes(size - sent))
 
     def run(call, out, err):
         call_id, code = call[:8], call[8:]
@@ -88,32 +149,20 @@ def _airlock_session():
             _os._exit(0)
         head += read_exactly(9 - len(head)) if len(head) < 9 else b""
         kind, size = head[:1], int.from_bytes(head[1:9], "big")
-        payload = read_exactly(size)
         if kind == b"C" and len(fds) == 2 and size >= 8:
-            run(payload, fds[0], fds[1])
+            run(read_exactly(size), fds[0], fds[1])
             continue
         for fd in fds:
             _os.close(fd)
         try:
             if kind == b"W":
-                name, _, data = payload.partition(b"\0")
-                target = where(name)
-                parent = _os.path.dirname(target)
-                if parent:
-                    _os.makedirs(parent, exist_ok=True)
-                with open(target, "wb") as f:
-                    f.write(data)
-                reply(b"K")
+                write_file(size)
             elif kind == b"F":
-                with open(where(payload), "rb") as f:
-                    data = f.read(_AIRLOCK_FILE_LIMIT + 1)
-                if len(data) > _AIRLOCK_FILE_LIMIT:
-                    raise OSError(f"larger than {_AIRLOCK_FILE_LIMIT} bytes")
-                reply(b"D", data)
+                read_file(read_exactly(size))
             else:
                 _os._exit(125)  # not our protocol: end the session
         except OSError as e:
-            reply(b"E", f"{e.strerror or e}".encode("utf-8", "replace"))
-
+            why = f"{e.strerror or e}"[:1000]
+            reply(b"E", why.encode("utf-8", "replace"))
 
 _airlock_session()

@@ -11,7 +11,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
-use super::frame::{FrameError, read_frame, send_frame};
+use super::frame::{FrameError, SendError, read_frame, send_frame};
 use super::{AGENT_GONE, END_GRACE, Shared, worker_failed};
 use crate::error::RuntimeError;
 use crate::request::RunRequest;
@@ -34,13 +34,21 @@ enum Ending {
 
 pub(super) struct Call;
 
+/// Why a call has no result.
+pub(super) enum CallFailed {
+    /// Nothing reached the agent: the session can take the next call.
+    NotSent(RuntimeError),
+    /// The session cannot go on.
+    Fatal(RuntimeError),
+}
+
 impl Call {
     pub(super) async fn run(
         s: &Shared,
         control: &mut UnixStream,
         req: &RunRequest,
         on_output: OnOutput,
-    ) -> Result<RunResult, RuntimeError> {
+    ) -> Result<RunResult, CallFailed> {
         let started = Instant::now();
         let before = sample(s);
         let sink = Arc::new(Mutex::new(on_output));
@@ -51,12 +59,10 @@ impl Call {
             (Stream::Stdout, req.stdout_limit),
             (Stream::Stderr, req.stderr_limit),
         ] {
-            let (tx, rx) =
-                pipe::pipe().map_err(|e| RuntimeError::host("creating a call's output pipe", e))?;
-            ends.push(
-                tx.into_blocking_fd()
-                    .map_err(|e| RuntimeError::host("creating a call's output pipe", e))?,
-            );
+            let not_sent =
+                |e| CallFailed::NotSent(RuntimeError::host("creating a call's output pipe", e));
+            let (tx, rx) = pipe::pipe().map_err(not_sent)?;
+            ends.push(tx.into_blocking_fd().map_err(not_sent)?);
             drains.push(tokio::spawn(drain(
                 rx,
                 stream,
@@ -80,15 +86,42 @@ impl Call {
             let sent = send_frame(control, b'C', &payload, &fds).await;
             drop(fds);
             drop(ends); // the agent holds them now: EOF comes when it and what it started close them
-            sent.map_err(FrameError::Closed)?;
-            read_frame(control, 64).await
+            match sent {
+                Ok(()) => {}
+                Err(SendError::TooManyInFlight(e)) => return Err(Err(e)),
+                Err(SendError::Failed(why)) => return Err(Ok(FrameError::Closed(why))),
+            }
+            read_frame(control, |kind| if kind == b'X' { 12 } else { 0 })
+                .await
+                .map_err(Ok)
         };
         let answer = tokio::select! {
             frame = exchange => Some(frame),
             _ = tokio::time::sleep_until(deadline) => None,
-            _ = ended.wait_for(Option::is_some) => Some(Err(FrameError::Closed(String::new()))),
+            _ = ended.wait_for(Option::is_some) => Some(Err(Ok(FrameError::Closed(String::new())))),
         };
         drop(payload);
+        let answer = match answer {
+            Some(Err(Err(refused))) => {
+                let _ = stop.send(true);
+                for d in drains {
+                    let _ = d.await;
+                }
+                return Err(CallFailed::NotSent(RuntimeError::host(
+                    "passing a call its output pipes",
+                    std::io::Error::other(format!(
+                        "{refused}: too many descriptors are in flight for this host user, held \
+                         by another sandbox of the same user that never reads them. Nothing \
+                         was sent and the session is still open: retry later, or run airlock \
+                         as root or as a user of its own (docs/security.md, \"Descriptors in \
+                         flight\")"
+                    )),
+                )));
+            }
+            Some(Err(Ok(e))) => Some(Err(e)),
+            Some(Ok(frame)) => Some(Ok(frame)),
+            None => None,
+        };
         let ending = match answer {
             Some(Ok((b'X', done))) if done.len() == 12 && done[..8] == id => {
                 Ending::Status(u32::from_be_bytes([done[8], done[9], done[10], done[11]]))
@@ -130,7 +163,7 @@ impl Call {
         for d in drains {
             kept.push(
                 d.await
-                    .map_err(|e| worker_failed("draining a call's output", e))?,
+                    .map_err(|e| CallFailed::Fatal(worker_failed("draining a call's output", e)))?,
             );
         }
         let (mut out, mut err) = (kept.remove(0), kept.remove(0));
@@ -173,12 +206,29 @@ impl Call {
             // Found or built when the session started: no call waits for an install.
             crate::environment::annotate_found(key, &mut result);
         }
-        if let Ending::Broken(why) = ending {
-            result.status = crate::Status::SandboxError;
-            result.error = Some(crate::ErrorInfo {
-                hint: Some("the session is closed: start a new one".into()),
-                ..crate::ErrorInfo::new("SandboxError", why)
-            });
+        let closed = || Some("the session is closed: start a new one".to_string());
+        match ending {
+            Ending::Broken(why) => {
+                result.status = crate::Status::SandboxError;
+                result.error = Some(crate::ErrorInfo {
+                    hint: closed(),
+                    ..crate::ErrorInfo::new("SandboxError", why)
+                });
+            }
+            // The sandbox's own wall clock is the session's lifetime, not this call's timeout.
+            Ending::Ended if result.status == crate::Status::Timeout => {
+                result.error = Some(crate::ErrorInfo {
+                    hint: closed(),
+                    ..crate::ErrorInfo::new(
+                        "Timeout",
+                        format!(
+                            "the session reached its max_lifetime of {} s",
+                            s.lifetime.as_secs_f64()
+                        ),
+                    )
+                });
+            }
+            _ => {}
         }
         Ok(result)
     }

@@ -28,8 +28,8 @@ use crate::warm;
 mod call;
 mod frame;
 
-use call::Call;
-use frame::{read_frame, send_frame};
+use call::{Call, CallFailed};
+use frame::{FrameError, SendError, read_frame, send_frame};
 
 const PYTHON_SESSION: &str = concat!(
     include_str!("../agents/common.py"),
@@ -38,6 +38,9 @@ const PYTHON_SESSION: &str = concat!(
 
 /// The largest file `write_file` sends or `read_file` accepts (the agent refuses larger too).
 pub const SESSION_FILE_LIMIT: usize = 64 << 20;
+
+/// The longest reason the agent may give for a failed file operation.
+const FILE_ERROR_LIMIT: usize = 4096;
 
 /// How long a session waits for its sandbox to end after being killed.
 pub(crate) const END_GRACE: Duration = Duration::from_secs(10);
@@ -110,6 +113,8 @@ struct Shared {
     closed: Mutex<Option<String>>,
     /// The packages' environment key, for every call's result.
     environment: Option<String>,
+    /// `SessionOptions::max_lifetime`.
+    lifetime: Duration,
 }
 
 impl Drop for Shared {
@@ -199,6 +204,7 @@ impl Session {
             last_used: Mutex::new(Instant::now()),
             closed: Mutex::new(None),
             environment,
+            lifetime: options.max_lifetime,
         });
         tokio::spawn(close_when_idle(
             Arc::downgrade(&shared),
@@ -232,19 +238,28 @@ impl Session {
         s.touch();
         let result = match call {
             Ok(r) => r,
-            Err(e) => {
+            Err(CallFailed::NotSent(e)) => return Err(e),
+            Err(CallFailed::Fatal(e)) => {
                 self.end(&e.to_string()).await;
                 return Err(e);
             }
         };
-        let ended = s.ended.borrow().is_some();
-        if ended || result.status != crate::Status::Ok && result.status != crate::Status::Error {
-            let how = match ended {
-                true => "its sandbox ended during a call",
-                false => "a call ended",
+        let ended = s.ended.borrow().as_ref().map(|o| o.timed_out);
+        if ended.is_some()
+            || result.status != crate::Status::Ok && result.status != crate::Status::Error
+        {
+            let why = match ended {
+                Some(true) => format!(
+                    "it reached its max_lifetime of {} s",
+                    s.lifetime.as_secs_f64()
+                ),
+                Some(false) => format!(
+                    "its sandbox ended during a call, with status {:?}",
+                    result.status
+                ),
+                None => format!("a call ended with status {:?}", result.status),
             };
-            self.end(&format!("{how}, with status {:?}", result.status))
-                .await;
+            self.end(&why).await;
         }
         Ok(result)
     }
@@ -294,25 +309,35 @@ impl Session {
         let control = self.usable(&mut guard)?;
         s.touch();
         let cancelled = CloseIfCancelled(Some(s));
+        let wanted = if kind == b'F' { b'D' } else { b'K' };
         let exchange = async {
-            send_frame(control, kind, payload, &[]).await?;
-            read_frame(control, SESSION_FILE_LIMIT)
+            send_frame(control, kind, payload, &[])
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e {
+                    SendError::TooManyInFlight(e) => FrameError::Closed(e.to_string()),
+                    SendError::Failed(why) => FrameError::Closed(why),
+                })?;
+            // Only what this operation can be answered with, each bounded for its kind.
+            read_frame(control, |k| match k {
+                b'D' if wanted == b'D' => SESSION_FILE_LIMIT,
+                b'E' => FILE_ERROR_LIMIT,
+                _ => 0,
+            })
+            .await
         };
         let mut ended = s.ended.clone();
         let answer = tokio::select! {
             a = exchange => a,
-            _ = tokio::time::sleep(s.template.timeout) => Err(format!(
-                "the agent did not answer within {:?}", s.template.timeout
-            )),
-            _ = ended.wait_for(Option::is_some) => Err("the session's sandbox ended".into()),
+            _ = tokio::time::sleep(s.template.timeout) => Err(FrameError::Bad(format!(
+                "the agent did not answer within {} s (the session's timeout)",
+                s.template.timeout.as_secs_f64()
+            ))),
+            _ = ended.wait_for(Option::is_some) => Err(FrameError::Closed(String::new())),
         };
         cancelled.disarm();
         s.touch();
         let why = match answer {
-            Ok((b'K', _)) if kind == b'W' => return Ok(Vec::new()),
-            Ok((b'D', data)) if kind == b'F' => return Ok(data),
+            Ok((k, data)) if k == wanted => return Ok(data),
             Ok((b'E', why)) => {
                 return Err(RuntimeError::invalid(
                     "path",
@@ -320,14 +345,33 @@ impl Session {
                 ));
             }
             Ok((other, _)) => format!("the agent answered with an unexpected frame {other:?}"),
-            Err(why) => why,
+            Err(FrameError::Bad(why)) => why,
+            // The agent's end closed: most often its sandbox ended (the memory limit, the
+            // lifetime), and how is the story.
+            Err(FrameError::Closed(why)) => {
+                let _ = tokio::time::timeout(AGENT_GONE, ended.wait_for(Option::is_some)).await;
+                let end = s.ended.borrow().clone();
+                match end {
+                    Some(o) if o.memory_limit => format!(
+                        "its sandbox reached its memory limit of {} MiB during the file \
+                         operation on {path:?} (the file is held in the session's memory: \
+                         raise memory_mb)",
+                        s.template.memory_mb
+                    ),
+                    Some(o) if o.timed_out => format!(
+                        "it reached its max_lifetime of {} s",
+                        s.lifetime.as_secs_f64()
+                    ),
+                    Some(_) => format!("its sandbox ended during the file operation on {path:?}"),
+                    None => {
+                        format!("the agent stopped answering ({why}) while its sandbox lives on")
+                    }
+                }
+            }
         };
         // The session is closed from here on: `usable` refuses it to every later caller.
         self.end(&why).await;
-        Err(RuntimeError::host(
-            format!("the session's file operation on {path:?}"),
-            std::io::Error::other(why),
-        ))
+        Err(self.closed_error())
     }
 
     /// Marks the session closed (keeping the first reason), kills its sandbox and waits for it
