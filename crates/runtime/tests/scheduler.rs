@@ -569,6 +569,11 @@ fn a_trusted_package_that_leaves_a_thread_or_shared_memory_is_never_forked_from(
             "airlock_shared",
             "import mmap\nSHARED = mmap.mmap(-1, 4096)\n",
         ),
+        // Read-only, but any child could mprotect it writable.
+        (
+            "airlock_shared_ro",
+            "import mmap\nSHARED = mmap.mmap(-1, 4096, access=mmap.ACCESS_READ)\n",
+        ),
     ] {
         let house = Wheelhouse::new(name, name, init);
         rt().block_on(async {
@@ -696,5 +701,73 @@ fn a_preload_sizes_native_thread_pools_by_the_cpu_quota() {
             assert_eq!(out.stdout.trim(), want, "trusted={trusted} cpus={cpus}");
             s.shutdown().await;
         }
+    });
+}
+
+/// A zygote serves every run of its pool at once, so its own limits are not a run's: a burst of
+/// runs with a small pids limit must not make its forks fail (which killed it, and every run in
+/// flight with it), nor the descriptors it holds per run exhaust its open-files limit. Each run
+/// still has exactly its own limits.
+#[test]
+fn a_burst_of_runs_never_takes_the_zygote_and_the_runs_in_flight_with_it() {
+    rt().block_on(async {
+        let s = track(Scheduler::new(airlock_runtime::SchedulerConfig {
+            pool_size: 2,
+            max_concurrent: 155,
+            ..airlock_runtime::SchedulerConfig::default()
+        }));
+        let template = RunRequest {
+            pids: 8,
+            timeout: Duration::from_secs(60),
+            ..req(Language::Python, "")
+        };
+        warmed(&s, &template).await;
+        let victim = RunRequest {
+            code: b"import resource, time\nprint(resource.getrlimit(resource.RLIMIT_NOFILE), flush=True)\ntime.sleep(6)\nprint('done')".to_vec(),
+            ..template.clone()
+        };
+        let v = tokio::spawn({
+            let s = s.clone();
+            async move { run(&s, victim).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Its limits: the zygote's own, not the run's.
+        let procs = our_descendants();
+        let zygote = procs
+            .iter()
+            .find(|p| p.3.contains("/airlock/zygote.py"))
+            .expect("a zygote is running")
+            .0;
+        let limits = std::fs::read_to_string(format!("/proc/{zygote}/limits")).unwrap();
+        let files: u64 = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse().ok())
+            .expect("the zygote's open-files limit");
+        assert!(files > 1024, "the zygote has a run's open-files limit: {files}");
+        let burst: Vec<_> = (0..150)
+            .map(|i| {
+                let s = s.clone();
+                let r = RunRequest {
+                    code: format!("print({i})").into_bytes(),
+                    ..template.clone()
+                };
+                tokio::spawn(async move { run(&s, r).await })
+            })
+            .collect();
+        let mut warm = 0;
+        for (i, b) in burst.into_iter().enumerate() {
+            let r = b.await.unwrap();
+            assert_eq!(r.status, Status::Ok, "run {i}: {r:?}");
+            assert_eq!(r.stdout, format!("{i}\n"));
+            warm += usize::from(r.pool == "warm");
+        }
+        let v = v.await.unwrap();
+        assert_eq!(v.status, Status::Ok, "the run in flight: {v:?}");
+        assert_eq!(v.pool, "warm");
+        assert_eq!(v.stdout, "(1024, 1024)\ndone\n", "the run's own open-files limit");
+        eprintln!("{warm} of 150 burst runs were warm");
+        s.shutdown().await;
     });
 }

@@ -1,6 +1,7 @@
 //! The C ABI of the zygote library (the crate built with `--features zygote-lib` as a cdylib).
 //! The zygote's interpreter loads it and calls these in this order: `init` once, then per run
-//! `next`, fork, and `enter` in the child or `adopt` in the zygote. See `inside`.
+//! `next`, fork, and `enter` in the child or `adopt` in the zygote (or `refuse`, when the fork
+//! failed). See `inside`.
 
 use std::os::raw::c_int;
 
@@ -22,6 +23,12 @@ pub extern "C" fn airlock_zygote_next() -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn airlock_zygote_adopt(child: c_int) {
     inside::adopt(child)
+}
+
+/// In the zygote, when forking for the pending run failed with `errno`: fails that run alone.
+#[unsafe(no_mangle)]
+pub extern "C" fn airlock_zygote_refuse(errno: c_int) {
+    inside::refuse(errno)
 }
 
 /// In the forked child: isolates it. Returns 0 only in the run's process; -errno if called

@@ -202,9 +202,23 @@ pub(crate) fn next() -> i32 {
             }
         }
         reap(state);
-        if polls[0].revents != 0 {
-            return receive(state);
+        if polls[0].revents != 0
+            && let Some(r) = receive(state)
+        {
+            return r;
         }
+    }
+}
+
+/// In the zygote, when it could not fork for the pending run (`errno`): fails that run alone,
+/// saying why on its status pipe, and lets go of its descriptors.
+pub(crate) fn refuse(errno: i32) {
+    let mut guard = state();
+    let Some(state) = guard.as_mut() else { return };
+    if let Some(p) = state.pending.take() {
+        let frame = report::encode(report::ERROR, zstage::FORK as i32, errno);
+        let _ = sys::write_all(p.status, &frame);
+        p.close_all();
     }
 }
 
@@ -242,31 +256,46 @@ fn report_end(run: Running, wstatus: i32) {
     run.namespaces.into_iter().for_each(sys::close);
 }
 
-/// Receives one fork request (the control socket is readable).
-fn receive(state: &mut State) -> i32 {
+/// Receives one fork request (the control socket is readable): `Some(1)` when it is pending,
+/// `Some(0)` when the supervisor is gone, `Some(-errno)` when the socket failed. `None` when
+/// this one request could not be taken (its descriptors did not all fit, say): that run is
+/// failed, saying why when it can, and the zygote goes on serving the others.
+fn receive(state: &mut State) -> Option<i32> {
     let mut header = [0u8; 3];
     let mut fds = [-1; sys::MAX_FDS_PER_MESSAGE];
     let (n, got) = match sys::recv_fds(state.control, &mut header, &mut fds) {
         Ok(r) => r,
-        Err(e) => return -e,
+        Err(libc::EINTR) => return None,
+        Err(e) => return Some(-e),
     };
     if n == 0 {
-        return 0;
+        return Some(0);
     }
     let fds = &fds[..got];
     let procs = header[1] as usize;
     let has_result = header[2] == 1;
     let expected = 4 + usize::from(has_result) + procs;
-    if n != 3 || header[0] != FORK_REQUEST || header[2] > 1 || procs == 0 || got != expected {
+    let fail = |errno: i32| {
+        // The first descriptor of a request is its status pipe; with none at all, the
+        // supervisor reads end of file there once the kernel drops what did not fit.
+        if let Some(&status) = fds.first() {
+            let frame = report::encode(report::ERROR, zstage::RECEIVE as i32, errno);
+            let _ = sys::write_all(status, &frame);
+        }
         fds.iter().copied().for_each(sys::close);
-        return -libc::EPROTO;
+        None
+    };
+    if n != 3 || header[0] != FORK_REQUEST || header[2] > 1 || procs == 0 {
+        fds.iter().copied().for_each(sys::close);
+        return Some(-libc::EPROTO);
+    }
+    if got != expected {
+        // The kernel installs what fits in this process's descriptor table and drops the rest.
+        return fail(libc::EMFILE);
     }
     let handoff = match sys::pipe() {
         Ok(p) => p,
-        Err(e) => {
-            fds.iter().copied().for_each(sys::close);
-            return -e;
-        }
+        Err(e) => return fail(e),
     };
     let rest = &fds[4..];
     let (result, procs) = match has_result {
@@ -282,7 +311,7 @@ fn receive(state: &mut State) -> i32 {
         procs,
         handoff,
     });
-    1
+    Some(1)
 }
 
 /// In the zygote, after forking `child` for the pending run: closes its copies of the run's
@@ -477,6 +506,7 @@ fn isolate(state: &State, p: &Pending, status: &mut RawFd) -> StageResult {
         sys::loopback_up().map_err(at(stage::LOOPBACK))?;
     }
     sys::setrlimit(libc::RLIMIT_CPU, state.spec.cpu_seconds).map_err(at(stage::RLIMIT))?;
+    sys::setrlimit(libc::RLIMIT_NOFILE, state.spec.open_files).map_err(at(stage::RLIMIT))?;
     sys::chdir(c"/workspace").map_err(at(stage::CWD))?;
 
     sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(at(stage::NO_NEW_PRIVS))?;

@@ -42,6 +42,7 @@ pub(crate) mod zstage {
     pub const MOUNTS: u32 = 43;
     pub const REAP: u32 = 44;
     pub const USER_NS: u32 = 45;
+    pub const RECEIVE: u32 = 46;
 
     pub fn name(code: u32) -> Option<&'static str> {
         Some(match code {
@@ -51,6 +52,7 @@ pub(crate) mod zstage {
             MOUNTS => "mount the run's /tmp, /workspace, /dev/shm and /proc",
             REAP => "wait for the run's process",
             USER_NS => "enter the run's own user namespace",
+            RECEIVE => "receive the run's descriptors",
             _ => return None,
         })
     }
@@ -63,6 +65,15 @@ pub(crate) fn stage_name(code: u32) -> &'static str {
 
 /// How long a zygote's child may take to say it is ready.
 const CHILD_READY: Duration = Duration::from_secs(10);
+
+/// Processes a zygote's own cgroup may hold at least: the zygote and the children it forked
+/// that have not yet moved into their runs' cgroups (which on cgroup v1 takes a while), however
+/// many runs come at once. Each run's own pids limit is its cgroup's.
+const ZYGOTE_PIDS: u64 = 1024;
+
+/// Open files a zygote may have at least (up to the hard limit): it holds a few descriptors
+/// of every run in flight. Each run's own limit is set in the run.
+const ZYGOTE_OPEN_FILES: u64 = 16384;
 
 /// A running zygote. Dropping it kills it and every child it still has.
 pub struct Zygote {
@@ -100,12 +111,20 @@ impl Zygote {
         }
         let (ours, theirs) = seqpacket_pair()?;
         command.fds.insert(0, Arc::new(theirs));
-        let mut sandbox = Sandbox::spawn_as(policy, &command, Profile::Zygote)?;
+        // The zygote serves every run of its pool at once: its own limits are not a run's.
+        let mut own = policy.clone();
+        own.limits.pids = own.limits.pids.max(ZYGOTE_PIDS);
+        own.limits.open_files = own
+            .limits
+            .open_files
+            .max(ZYGOTE_OPEN_FILES.min(sys::nofile_hard()));
+        let mut sandbox = Sandbox::spawn_as(&own, &command, Profile::Zygote)?;
         drop(command);
         let stderr = Diagnostics::drain(sandbox.stdout.take(), sandbox.stderr.take());
         let l = &policy.limits;
         let spec = spec::Spec {
             cpu_seconds: l.cpu_rlimit(),
+            open_files: l.open_files,
             tmp_bytes: l.tmp_bytes,
             workspace_bytes: l.workspace_bytes,
             shm_bytes: l.shm_bytes,

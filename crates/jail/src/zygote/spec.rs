@@ -7,6 +7,9 @@
 pub(crate) struct Spec {
     /// RLIMIT_CPU of each run (the zygote itself has none).
     pub cpu_seconds: u64,
+    /// RLIMIT_NOFILE of each run (the zygote's own is larger: it holds descriptors of every
+    /// run in flight).
+    pub open_files: u64,
     /// Sizes of each child's fresh tmpfs mounts.
     pub tmp_bytes: u64,
     pub workspace_bytes: u64,
@@ -20,8 +23,9 @@ const MAGIC: &str = "airlock-zygote-spec 1";
 impl Spec {
     pub(crate) fn encode(&self) -> Vec<u8> {
         format!(
-            "{MAGIC}\ncpu {}\ntmp {}\nworkspace {}\nshm {}\nnetwork {}\n",
+            "{MAGIC}\ncpu {}\nfiles {}\ntmp {}\nworkspace {}\nshm {}\nnetwork {}\n",
             self.cpu_seconds,
+            self.open_files,
             self.tmp_bytes,
             self.workspace_bytes,
             self.shm_bytes,
@@ -45,6 +49,7 @@ impl Spec {
             let value: u64 = value.parse().ok()?;
             match key {
                 "cpu" => spec.cpu_seconds = value,
+                "files" => spec.open_files = value,
                 "tmp" => spec.tmp_bytes = value,
                 "workspace" => spec.workspace_bytes = value,
                 "shm" => spec.shm_bytes = value,
@@ -53,7 +58,7 @@ impl Spec {
             }
             seen += 1;
         }
-        (seen == 5).then_some(spec)
+        (seen == 6).then_some(spec)
     }
 }
 
@@ -65,6 +70,7 @@ mod tests {
     fn round_trips_and_refuses_anything_else() {
         let spec = Spec {
             cpu_seconds: 32,
+            open_files: 1024,
             tmp_bytes: 64 << 20,
             workspace_bytes: 256 << 20,
             shm_bytes: 16 << 20,
@@ -77,7 +83,7 @@ mod tests {
             text.replace("cpu 32", "cpu -1"),
             text.replace("network 1", "network 2"),
             text.replace("shm", "ipc"),
-            text.lines().take(5).collect::<Vec<_>>().join("\n"),
+            text.lines().take(6).collect::<Vec<_>>().join("\n"),
             format!("{text}cpu 1\n"),
             String::new(),
         ] {

@@ -30,18 +30,34 @@ def _airlock_children():
 def _airlock_unforkable():
     # Only the forking thread survives a fork: a thread some import started could hold a
     # lock every child would then wait on forever. Nor may an import leave what every child
-    # would share with every other: a process, or writable shared memory (a module-level
-    # multiprocessing lock, an anonymous shared mmap). Returns why, or None.
+    # would share with every other: a process, or shared memory that can be written (a
+    # module-level multiprocessing lock, an anonymous shared mmap, even one mapped read-only,
+    # since any child may mprotect it writable). Only a shared mapping of a file on a read-only
+    # mount (the gconv cache under /usr) can never be written. Returns why, or None.
     if len(_os.listdir("/proc/self/task")) != 1:
         return b"an import started a thread"
     if _airlock_children():
         return b"an import started a process"
     with open("/proc/self/maps") as maps:
         for line in maps:
-            perms = line.split()[1]
-            if "w" in perms and "s" in perms:
-                return b"an import mapped writable shared memory"
+            fields = line.split(None, 5)
+            if "s" not in fields[1]:
+                continue
+            path = fields[5].rstrip("\n") if len(fields) > 5 else ""
+            if not _airlock_read_only_file(path):
+                return b"an import mapped shared memory that can be written"
     return None
+
+
+def _airlock_read_only_file(path):
+    # A real file (not shared memory: "/dev/zero (deleted)", "/memfd:...", "/SYSV...") on a
+    # mount that is read-only.
+    if not path.startswith("/") or path.endswith(" (deleted)") or path.startswith(("/memfd:", "/SYSV", "/dev/")):
+        return False
+    try:
+        return bool(_os.statvfs(path).f_flag & _os.ST_RDONLY) and _os.path.isfile(path)
+    except OSError:
+        return False
 
 
 def _airlock_zygote():
@@ -72,7 +88,11 @@ def _airlock_zygote():
             _os._exit(122)
         for stream in (_sys.stdout, _sys.stderr):
             stream.flush()  # nothing buffered here may reach a child's output
-        child = _os.fork()
+        try:
+            child = _os.fork()
+        except OSError as e:  # that run fails; the others, and the zygote, go on
+            lib.airlock_zygote_refuse(e.errno or 0)
+            continue
         if child == 0:
             if lib.airlock_zygote_enter() != 0:
                 _os._exit(123)
