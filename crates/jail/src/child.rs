@@ -119,6 +119,9 @@ pub(crate) struct Plan {
     /// Port of the loopback listener handed to the parent (0: none).
     pub listen_port: u16,
     pub clear_groups: bool,
+    /// Cap the inotify counters of the sandbox's user namespace (not for a zygote, whose runs
+    /// each cap their own).
+    pub cap_inotify: bool,
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     pub cwd: CString,
     pub program: CString,
@@ -254,6 +257,13 @@ fn setup(plan: &Plan) -> StageResult {
 
     sys::setsid().map_err(at(stage::SETSID))?;
     sys::sethostname(&plan.hostname).map_err(at(stage::HOSTNAME))?;
+    if plan.cap_inotify {
+        // The host's /proc, still reachable: its /proc/sys/user is this namespace's.
+        cap_kernel_counters(
+            c"/proc/sys/user/max_inotify_instances",
+            c"/proc/sys/user/max_inotify_watches",
+        );
+    }
 
     build_root(plan)?;
 
@@ -300,6 +310,21 @@ fn setup(plan: &Plan) -> StageResult {
     unsafe { plan.seccomp.install() }.map_err(at(stage::SECCOMP))?;
     Ok(())
 }
+
+/// Per-user kernel counters are charged up the chain of user namespaces to each one's owner,
+/// which for a root supervisor is host root: a sandbox holding every inotify instance (128 by
+/// default) would leave none for the host's own services. Capped in the sandbox's own user
+/// namespace, one sandbox holds at most [`INOTIFY_INSTANCES`]. Best effort (defense in depth):
+/// a host whose /proc/sys is read-only, or a kernel without these files, keeps the host's
+/// limits alone.
+pub(crate) fn cap_kernel_counters(instances: &CStr, watches: &CStr) {
+    let _ = sys::write_existing(instances, INOTIFY_INSTANCES);
+    let _ = sys::write_existing(watches, INOTIFY_WATCHES);
+}
+
+/// Inotify instances and watches one sandbox may hold (see [`cap_kernel_counters`]).
+pub(crate) const INOTIFY_INSTANCES: &[u8] = b"16";
+pub(crate) const INOTIFY_WATCHES: &[u8] = b"8192";
 
 /// Waits for the parent's go-ahead. EOF means it gave up (or died): leave quietly.
 fn wait_for_parent(sync: RawFd) -> StageResult {

@@ -1087,6 +1087,7 @@ pub(crate) fn build_plan(
         loopback: policy.network == Network::None,
         listen_port: policy.loopback_listener.unwrap_or(0),
         clear_groups: id.privileged,
+        cap_inotify: profile != Profile::Zygote,
         rlimits,
         cwd: cstr(policy.cwd.as_os_str().as_bytes(), "cwd")?,
         program: cstr(cmd.program.as_os_str().as_bytes(), "program")?,

@@ -249,6 +249,14 @@ pub(crate) fn write_file(path: &CStr, data: &[u8], mode: u32) -> SysResult {
     r
 }
 
+/// Writes `data` to the existing file `path` (a sysctl, say).
+pub(crate) fn write_existing(path: &CStr, data: &[u8]) -> SysResult {
+    let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0)?;
+    let r = write_all(fd, data);
+    close(fd);
+    r
+}
+
 /// Duplicates `fd` onto the lowest free descriptor >= `min`, close-on-exec.
 pub(crate) fn dup_at_least(fd: RawFd, min: RawFd) -> SysResult<RawFd> {
     // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor.

@@ -771,3 +771,52 @@ fn a_burst_of_runs_never_takes_the_zygote_and_the_runs_in_flight_with_it() {
         s.shutdown().await;
     });
 }
+
+as_us_and_the_test_user!(
+    one_run_cannot_take_the_hosts_inotify_instances,
+    one_run_cannot_take_the_hosts_inotify_instances_as_the_test_user,
+    inotify_unprivileged,
+    inotify_instances
+);
+
+/// Inotify instances are counted per user up the chain of user namespaces, to each one's owner:
+/// the supervisor's user (host root, as root). A run that takes every one it can gets its own
+/// namespace's share, cold or forked by a zygote, and while it holds them the host can still
+/// make one.
+fn inotify_instances() {
+    const HOG: &str = "import ctypes, sys\nlibc = ctypes.CDLL(None, use_errno=True)\nn = 0\nwhile libc.inotify_init1(0) >= 0:\n    n += 1\nprint(n, ctypes.get_errno(), flush=True)\nimport time\ntime.sleep(3)";
+    rt().block_on(async {
+        let s = sched(1);
+        for warm in [false, true] {
+            let r = req(Language::Python, HOG);
+            if warm {
+                warmed(&s, &r).await;
+            }
+            let hog = tokio::spawn({
+                let s = s.clone();
+                async move { run(&s, r).await }
+            });
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let host = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import ctypes; print(ctypes.CDLL(None).inotify_init1(0) >= 0)",
+                ])
+                .output()
+                .unwrap();
+            let host_could = String::from_utf8_lossy(&host.stdout).trim() == "True";
+            let out = hog.await.unwrap();
+            assert_eq!(out.status, Status::Ok, "{out:?}");
+            assert_eq!(out.pool, if warm { "warm" } else { "cold" });
+            assert_eq!(
+                out.stdout.trim(),
+                "16 24",
+                "warm={warm}: the run's share (EMFILE after)"
+            );
+            assert!(
+                host_could,
+                "warm={warm}: a run took the host user's last inotify instance"
+            );
+        }
+    });
+}

@@ -409,6 +409,11 @@ pub(crate) fn enter() -> i32 {
     if let Err(e) = own_user_namespace() {
         fail(p.status, (zstage::USER_NS, e));
     }
+    // This run's own share of the zygote's user's counters (the zygote's namespace has none).
+    crate::child::cap_kernel_counters(
+        c"/airlock/.proc/sys/user/max_inotify_instances",
+        c"/airlock/.proc/sys/user/max_inotify_watches",
+    );
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if state.spec.own_network {
