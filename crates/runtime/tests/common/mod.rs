@@ -30,18 +30,21 @@ thread_local! {
 }
 
 /// Runs a test body, then shuts every scheduler it made down, so no sandbox or cgroup of the
-/// test outlives it.
+/// test outlives it: also when the body panics (a failing test), before the panic goes on.
 pub struct Rt(pub tokio::runtime::Runtime);
 
 impl Rt {
     pub fn block_on<F: std::future::Future<Output = ()>>(&self, f: F) {
-        self.0.block_on(f);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.block_on(f)));
         let all = MADE.with(|m| std::mem::take(&mut *m.borrow_mut()));
         self.0.block_on(async move {
             for s in all {
                 s.shutdown().await;
             }
         });
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     }
 }
 
