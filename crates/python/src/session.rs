@@ -98,8 +98,10 @@ impl SessionHandle {
         ))
     }
 
-    /// Ends the session; `on_done` gets None once nothing of it remains.
+    /// Ends the session; `on_done` gets None once nothing of it remains. Killed here, before
+    /// anything is awaited: a `close()` that is cancelled still closes.
     fn close(&self, py: Python<'_>, on_done: Py<PyAny>) -> PyResult<Pending> {
+        self.session.close_now();
         let session = self.session.clone();
         Ok(settle_later(
             &*runtime(py)?,
@@ -110,6 +112,11 @@ impl SessionHandle {
             },
             |py, ()| Ok(py.None().into_bound(py)),
         ))
+    }
+
+    /// Ends the session at once, without waiting for its cleanup.
+    fn close_now(&self) {
+        self.session.close_now();
     }
 
     /// Whether calls can still be made.

@@ -124,3 +124,20 @@ def test_bad_session_arguments_name_the_field():
                 assert (await session.run("print(2)")).stdout == "2\n"
 
     asyncio.run(main())
+
+
+def test_a_cancelled_close_still_closes():
+    async def main():
+        async with airlock.Scheduler() as s:
+            session = await s.session()
+            closing = asyncio.ensure_future(session.close())
+            closing.cancel()  # before its wait has even begun
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            assert session.closed
+            with pytest.raises(airlock.SessionClosedError) as e:
+                await session.run("print(1)")
+            return str(e.value)
+
+    why = asyncio.run(main())
+    assert "it was closed" in why

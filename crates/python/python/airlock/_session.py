@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generator, Optional, Union
+from typing import Any, Awaitable, Generator, Optional, Union
 
 from . import _airlock
 from ._errors import InvalidRequestError
@@ -95,9 +95,12 @@ class Session:
         data: bytes = await settled(lambda done: self._handle.read_file(name, done))
         return data
 
-    async def close(self) -> None:
-        """Ends the session and waits until nothing of it is left. Closing twice is fine."""
-        await settled(self._handle.close)
+    def close(self) -> Awaitable[None]:
+        """Ends the session at once (its sandbox is killed as this is called, awaited or not)
+        and returns an awaitable that waits until nothing of it is left. Closing twice is
+        fine."""
+        self._handle.close_now()
+        return settled(self._handle.close)
 
 
 class SessionStart:

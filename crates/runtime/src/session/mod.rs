@@ -290,10 +290,16 @@ impl Session {
         self.file_op(b'F', path.as_bytes(), path).await
     }
 
+    /// Ends the session at once (its sandbox is killed, later calls are refused) without
+    /// waiting for its cleanup; `close` also waits.
+    pub fn close_now(&self) {
+        self.shared.close("it was closed");
+    }
+
     /// Ends the session and waits until nothing of it remains. Closing twice does nothing.
     pub async fn close(&self) {
         // Killed first: a call holding the control socket then ends at once.
-        self.shared.close("it was closed");
+        self.close_now();
         *self.shared.control.lock().await = None;
         self.shared.wait_ended().await;
     }
