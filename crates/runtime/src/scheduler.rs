@@ -185,7 +185,8 @@ impl Scheduler {
                 if queued.ahead >= inner.config.max_queue {
                     return Err(RuntimeError::Busy {
                         why: format!(
-                            "{} runs are already waiting (the scheduler's max_queue)",
+                            "{} runs are already waiting (the scheduler's max_queue: raise it, or \
+                             send fewer at once)",
                             inner.config.max_queue
                         ),
                     });

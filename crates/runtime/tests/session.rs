@@ -107,6 +107,9 @@ fn files_go_in_and_come_out_as_bytes() {
         assert_eq!(r.stdout, "300000 b'\\x00\\x01\\x02'\n", "{r:?}");
         let back = session.read_file("/tmp/out.bin").await.unwrap();
         assert_eq!(back, bytes.iter().rev().copied().collect::<Vec<_>>());
+        // A file whose size reads as 0 is read to its end.
+        let status = session.read_file("/proc/self/status").await.unwrap();
+        assert!(String::from_utf8_lossy(&status).contains("Name:"), "{status:?}");
         match session.read_file("missing.txt").await {
             Err(RuntimeError::InvalidInput { field, .. }) => assert_eq!(field, "path"),
             other => panic!("reading a missing file: {other:?}"),
@@ -590,20 +593,29 @@ fn a_file_operations_answer_is_bounded_for_its_kind() {
     rt().block_on(async {
         let s = sched(0);
         let session = open(&s, python(), SessionOptions::default()).await;
-        // The agent's own reasons are cut short.
+        // The agent's own reasons are cut short, and a failed operation leaves no descriptor.
+        let fds = "import os\nprint(len(os.listdir('/proc/self/fd')))";
+        let before = call(&session, fds).await.stdout;
         call(
             &session,
-            "import builtins\nreal = builtins.open\ndef loud(*a, **k):\n    raise OSError(13, 'no ' * (1 << 20))\nbuiltins.open = loud",
+            "import os\nreal = os.open\ndef loud(*a, **k):\n    raise OSError(13, 'no ' * (1 << 20))\nos.open = loud",
         )
         .await;
-        match session.read_file("x").await {
-            Err(RuntimeError::InvalidInput { why, .. }) => assert!(why.len() < 5000, "{}", why.len()),
-            other => panic!("{other:?}"),
+        for _ in 0..3 {
+            match session.read_file("x").await {
+                Err(RuntimeError::InvalidInput { why, .. }) => {
+                    assert!(why.contains("no no"), "{why:.100}");
+                    assert!(why.len() < 5000, "a reason of {} bytes", why.len())
+                }
+                other => panic!("{other:?}"),
+            }
         }
+        call(&session, "os.open = real").await;
+        assert_eq!(call(&session, fds).await.stdout, before, "descriptors leaked");
         // And one the code forges past the bound closes the session.
         call(
             &session,
-            "import builtins, socket\nbuiltins.open = real\nsend = socket.socket.sendall\ndef big(self, data, *a):\n    if data[:1] == b'E':\n        data = b'E' + (5 << 20).to_bytes(8, 'big') + bytes(5 << 20)\n    return send(self, data, *a)\nsocket.socket.sendall = big",
+            "import socket\nsend = socket.socket.sendall\ndef big(self, data, *a):\n    if data[:1] == b'E':\n        data = b'E' + (5 << 20).to_bytes(8, 'big') + bytes(5 << 20)\n    return send(self, data, *a)\nsocket.socket.sendall = big",
         )
         .await;
         match session.read_file("missing").await {
@@ -616,21 +628,33 @@ fn a_file_operations_answer_is_bounded_for_its_kind() {
     });
 }
 
+/// This process's soft open-files limit (what the kernel weighs its sends against).
+fn our_soft_open_files() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .expect("Max open files in /proc/self/limits")
+}
+
 /// A call that outlives the session says that the session's lifetime ended it, not its own
 /// timeout.
 #[test]
 fn a_call_cut_by_the_sessions_lifetime_says_so() {
     rt().block_on(async {
         let s = sched(0);
+        // The lifetime counts from the sandbox's start: room for a slow start under load.
         let options = SessionOptions {
-            max_lifetime: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
+            max_lifetime: Duration::from_secs(4),
+            idle_timeout: Duration::from_secs(4),
         };
         let session = open(&s, python(), options).await;
-        let r = call(&session, "import time\ntime.sleep(5)").await;
+        let r = call(&session, "import time\ntime.sleep(15)").await;
         assert_eq!(r.status, Status::Timeout, "{r:?}");
         let message = r.error.expect("why").message;
-        assert!(message.contains("max_lifetime of 1 s"), "{message}");
+        assert!(message.contains("max_lifetime of 4 s"), "{message}");
         assert_closed_because(&session, "max_lifetime").await;
     });
 }
@@ -777,13 +801,17 @@ print(len(ok) * 250)
         let attacker = open(&s, template, SessionOptions::default()).await;
         let parked = call(&attacker, RACE).await;
         assert_eq!(parked.status, Status::Ok, "{parked:?}");
+        let parked: u64 = parked.stdout.trim().parse().unwrap();
         let r = victim.run("print('fine')", None, Box::new(|_, _| {})).await;
+        // Root's sends are never refused; an ordinary user's are, past its soft limit.
+        let refused = !is_root() && parked > our_soft_open_files() + 253;
         match r {
-            Ok(r) => assert_eq!(r.stdout, "fine\n", "{r:?}"),
-            Err(e) => {
+            Ok(r) if !refused => assert_eq!(r.stdout, "fine\n", "{r:?}"),
+            Err(e) if refused => {
                 assert!(e.to_string().contains("in flight"), "{e}");
                 assert!(victim.is_open(), "a refused send closed the session: {e}");
             }
+            other => panic!("{parked} parked, refused expected: {refused}: {other:?}"),
         }
         // Received (closed with the attacker's session), they no longer count.
         attacker.close().await;

@@ -18,7 +18,7 @@ pub(crate) struct Spec {
     pub own_network: bool,
 }
 
-const MAGIC: &str = "airlock-zygote-spec 1";
+const MAGIC: &str = "airlock-zygote-spec 2";
 
 impl Spec {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -79,7 +79,7 @@ mod tests {
         assert_eq!(Spec::decode(&spec.encode()), Some(spec.clone()));
         let text = String::from_utf8(spec.encode()).unwrap();
         for bad in [
-            text.replace(MAGIC, "airlock-zygote-spec 2"),
+            text.replace(MAGIC, "airlock-zygote-spec 1"),
             text.replace("cpu 32", "cpu -1"),
             text.replace("network 1", "network 2"),
             text.replace("shm", "ipc"),

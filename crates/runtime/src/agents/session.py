@@ -73,8 +73,14 @@ def _airlock_session():
             raise
         return fd
 
+    def write_all(fd, data):
+        view = memoryview(data)
+        while view:
+            view = view[_os.write(fd, view):]
+
     def write_file(size):
-        # The path up to its NUL, then the data straight into the file as it comes.
+        # The path up to its NUL, then the data straight into the file as it comes. Whatever
+        # fails, the rest of the frame is read, so that the next one is read whole.
         chunks = receive(size)
         head = b""
         for chunk in chunks:
@@ -88,29 +94,37 @@ def _airlock_session():
             if parent:
                 _os.makedirs(parent, exist_ok=True)
             fd = open_regular(target, _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC)
-            with open(fd, "wb") as f:
-                f.write(first)
+            try:
+                write_all(fd, first)
                 for chunk in chunks:
-                    f.write(chunk)
+                    write_all(fd, chunk)
+            finally:
+                _os.close(fd)
         finally:
-            for _ in chunks:  # what is left of the frame, so the next one is read whole
+            for _ in chunks:
                 pass
         reply(b"K")
 
     def read_file(name):
-        with open(open_regular(where(name), _os.O_RDONLY), "rb") as f:
-            size = _os.fstat(f.fileno()).st_size
-            if size > _AIRLOCK_FILE_LIMIT:
-                raise OSError(f"larger than {_AIRLOCK_FILE_LIMIT} bytes")
-            sock.sendall(b"D" + size.to_bytes(8, "big"))
-            sent = 0
-            while sent < size:
-                n = _os.sendfile(sock.fileno(), f.fileno(), sent, size - sent)
-                if n == 0:
-                    break  # it shrank meanwhile
-                sent += n
-            if sent < size:  # keep the frame whole: what shrank away reads as zeros
-                sock.sendall(bytes(size - sent))
+        # Read whole before anything is sent: what is sent is what was read (a file that
+        # changes meanwhile, or one whose size says 0 as /proc's do), and a failure is still
+        # an E frame, never one in the middle of the data.
+        fd = open_regular(where(name), _os.O_RDONLY)
+        try:
+            chunks, size = [], 0
+            while True:
+                chunk = _os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > _AIRLOCK_FILE_LIMIT:
+                    raise OSError(f"larger than {_AIRLOCK_FILE_LIMIT} bytes")
+                chunks.append(chunk)
+        finally:
+            _os.close(fd)
+        sock.sendall(b"D" + size.to_bytes(8, "big"))
+        for chunk in chunks:
+            sock.sendall(chunk)
 
     def run(call, out, err):
         call_id, code = call[:8], call[8:]

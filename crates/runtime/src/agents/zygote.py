@@ -91,7 +91,7 @@ def _airlock_zygote():
         try:
             child = _os.fork()
         except OSError as e:  # that run fails; the others, and the zygote, go on
-            lib.airlock_zygote_refuse(e.errno or 0)
+            lib.airlock_zygote_refuse(e.errno or 11)  # EAGAIN when it names none
             continue
         if child == 0:
             if lib.airlock_zygote_enter() != 0:

@@ -18,6 +18,15 @@ use crate::request::RunRequest;
 use crate::result::RunResult;
 use crate::scheduler::OnOutput;
 
+/// What came of handing the agent a call.
+enum Answer {
+    Frame(u8, Vec<u8>),
+    Failed(FrameError),
+    /// The kernel refused the call's descriptors: nothing reached the agent.
+    NotSent(std::io::Error),
+    TimedOut,
+}
+
 /// How one call ended, before it becomes a result.
 enum Ending {
     /// The agent reported the code's exit status; the session lives on.
@@ -88,21 +97,22 @@ impl Call {
             drop(ends); // the agent holds them now: EOF comes when it and what it started close them
             match sent {
                 Ok(()) => {}
-                Err(SendError::TooManyInFlight(e)) => return Err(Err(e)),
-                Err(SendError::Failed(why)) => return Err(Ok(FrameError::Closed(why))),
+                Err(SendError::TooManyInFlight(e)) => return Answer::NotSent(e),
+                Err(SendError::Failed(why)) => return Answer::Failed(FrameError::Closed(why)),
             }
-            read_frame(control, |kind| if kind == b'X' { 12 } else { 0 })
-                .await
-                .map_err(Ok)
+            match read_frame(control, |kind| if kind == b'X' { 12 } else { 0 }).await {
+                Ok((kind, payload)) => Answer::Frame(kind, payload),
+                Err(e) => Answer::Failed(e),
+            }
         };
         let answer = tokio::select! {
-            frame = exchange => Some(frame),
-            _ = tokio::time::sleep_until(deadline) => None,
-            _ = ended.wait_for(Option::is_some) => Some(Err(Ok(FrameError::Closed(String::new())))),
+            a = exchange => a,
+            _ = tokio::time::sleep_until(deadline) => Answer::TimedOut,
+            _ = ended.wait_for(Option::is_some) => Answer::Failed(FrameError::Closed(String::new())),
         };
         drop(payload);
-        let answer = match answer {
-            Some(Err(Err(refused))) => {
+        let ending = match answer {
+            Answer::NotSent(refused) => {
                 let _ = stop.send(true);
                 for d in drains {
                     let _ = d.await;
@@ -118,21 +128,17 @@ impl Call {
                     )),
                 )));
             }
-            Some(Err(Ok(e))) => Some(Err(e)),
-            Some(Ok(frame)) => Some(Ok(frame)),
-            None => None,
-        };
-        let ending = match answer {
-            Some(Ok((b'X', done))) if done.len() == 12 && done[..8] == id => {
+            Answer::Frame(b'X', done) if done.len() == 12 && done[..8] == id => {
                 Ending::Status(u32::from_be_bytes([done[8], done[9], done[10], done[11]]))
             }
-            Some(Ok((kind, _))) => Ending::Broken(format!(
-                "the session's agent sent a frame ({kind:?}) that was not this call's \
-                 completion: its code wrote to the session's control channel"
+            Answer::Frame(kind, _) => Ending::Broken(format!(
+                "the session's agent sent a frame ({}) that was not this call's \
+                 completion: its code wrote to the session's control channel",
+                kind.escape_ascii()
             )),
-            Some(Err(FrameError::Bad(why))) => Ending::Broken(why),
+            Answer::Failed(FrameError::Bad(why)) => Ending::Broken(why),
             // The agent's end closed: most often the interpreter exited, and how is the story.
-            Some(Err(FrameError::Closed(why))) => {
+            Answer::Failed(FrameError::Closed(why)) => {
                 let gone = tokio::time::timeout(AGENT_GONE, ended.wait_for(Option::is_some));
                 match gone.await {
                     Ok(_) => Ending::Ended,
@@ -141,7 +147,7 @@ impl Call {
                     )),
                 }
             }
-            None => Ending::TimedOut,
+            Answer::TimedOut => Ending::TimedOut,
         };
         let elapsed = started.elapsed();
         let after = sample(s);

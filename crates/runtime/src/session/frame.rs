@@ -74,9 +74,9 @@ pub(super) async fn read_frame(
     let limit = limit(head[0]);
     if len > limit as u64 {
         return Err(FrameError::Bad(format!(
-            "the session's agent sent a frame ({:?}) of {len} bytes, more than the {limit} \
+            "the session's agent sent a frame ({}) of {len} bytes, more than the {limit} \
              allowed: its code wrote to the session's control channel",
-            head[0]
+            head[0].escape_ascii()
         )));
     }
     let mut payload = vec![0u8; len as usize];

@@ -350,7 +350,11 @@ impl Session {
                     format!("{path:?}: {}", String::from_utf8_lossy(&why)),
                 ));
             }
-            Ok((other, _)) => format!("the agent answered with an unexpected frame {other:?}"),
+            Ok((other, _)) => format!(
+                "the agent answered with an unexpected frame ({}): its code wrote to the \
+                 session's control channel",
+                other.escape_ascii()
+            ),
             Err(FrameError::Bad(why)) => why,
             // The agent's end closed: most often its sandbox ended (the memory limit, the
             // lifetime), and how is the story.
