@@ -633,3 +633,48 @@ both!(a_planted_symlink_cannot_redirect_a_later_bind, |who| {
     }
     assert!(!victim.path().join(".ssh/authorized_keys").exists());
 });
+
+// The program is pid 2 under a tiny init of airlock's own (pid 1), which it cannot reach: not
+// its memory, its files or its root, and no signal of its own namespace reaches an init.
+both!(the_sandboxs_init_is_out_of_reach, |who| {
+    let code = r#"
+import os, signal, time
+for name in ("/proc/1/mem", "/proc/1/environ", "/proc/1/root/etc/passwd", "/init"):
+    try:
+        open(name, "rb").read(1)
+        print("reached", name)
+    except OSError:
+        print("refused", name)
+for sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM):
+    os.kill(1, sig)
+time.sleep(0.3)
+print("pid", os.getpid(), os.getppid(), "alive")
+"#;
+    for args in [&[][..], &["--pool"][..]] {
+        let v = py_with(who, args, code);
+        let out = ok_stdout(&v);
+        assert!(!out.contains("reached"), "{args:?}: {out}");
+        assert_eq!(out.matches("refused").count(), 4, "{args:?}: {out}");
+        assert!(out.contains("pid 2 1 alive"), "{args:?}: {out}");
+    }
+});
+
+// Because the program is not its namespace's init, it behaves as it would outside: a signal it
+// sends itself acts (the kernel ignores those for an init), and the orphans it leaves are
+// reaped instead of filling its pids limit.
+both!(signals_and_orphans_behave_as_outside_a_sandbox, |who| {
+    for args in [&[][..], &["--pool"][..]] {
+        let v = py_with(
+            who,
+            args,
+            "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(5)\nprint('ignored')",
+        );
+        assert_eq!(v["status"], "killed", "{args:?}: {v}");
+        assert_eq!(v["signal"], 15, "{args:?}: {v}");
+        let orphans = "import subprocess, time\nfor i in range(150):\n    subprocess.run('sleep 0 &', shell=True, check=True)\ntime.sleep(0.3)\nzombies = [p for p in __import__('os').listdir('/proc') if p.isdigit() and open(f'/proc/{p}/stat').read().split(') ')[1].startswith('Z')]\nprint('zombies', len(zombies))";
+        let mut with = args.to_vec();
+        with.extend(["--pids", "32"]);
+        let v = py_with(who, &with, orphans);
+        assert_eq!(ok_stdout(&v).trim(), "zombies 0", "{args:?}: {v}");
+    }
+});

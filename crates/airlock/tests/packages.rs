@@ -820,7 +820,7 @@ print("fds", sorted(int(f) for f in os.listdir("/proc/self/fd")))
         for want in [
             format!("imported True zygote {zygote}"),
             "caps 0000000000000000 0000000000000000 nnp 1 seccomp 2".into(),
-            "procs [1] ids 1000 1000".into(),
+            "procs [1, 2] ids 1000 1000".into(),
             "fds [0, 1, 2, 3]".into(),
         ] {
             assert!(

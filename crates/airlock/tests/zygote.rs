@@ -34,7 +34,7 @@ print("netlink", ctypes.get_errno() if fd < 0 else "opened")
 print("setuid refused", errno_of(libc.setuid(0)) in (1, 22), os.getuid())
 print("zygote-proc", os.listdir("/airlock/.proc") if os.path.isdir("/airlock/.proc") else None)
 print("kcore", os.stat("/proc/kcore").st_size if os.path.exists("/proc/kcore") else None)
-for name in ("/proc/1/root/airlock/zygote.py", "/proc/2/status"):
+for name in ("/proc/1/root/airlock/zygote.py", "/proc/1/mem", "/proc/3/status", "/init"):
     try:
         open(name).read(1)
         print("reached", name)
@@ -47,8 +47,8 @@ for name in ("/proc/1/root/airlock/zygote.py", "/proc/2/status"):
     let lines: Vec<&str> = out.lines().collect();
     for want in [
         "zygote True",
-        "pid 1 0",
-        "procs [1]",
+        "pid 2 1",
+        "procs [1, 2]",
         "ids 1000 1000 1000",
         "caps 0000000000000000 0000000000000000 0000000000000000 0000000000000000 0000000000000000",
         "nnp 1 seccomp 2",
@@ -59,7 +59,10 @@ for name in ("/proc/1/root/airlock/zygote.py", "/proc/2/status"):
         "netlink 1",
         "setuid refused True 1000",
         "zygote-proc []",
-        "refused /proc/2/status",
+        "refused /proc/1/root/airlock/zygote.py",
+        "refused /proc/1/mem",
+        "refused /proc/3/status",
+        "refused /init",
     ] {
         assert!(lines.contains(&want), "missing {want:?} in:\n{out}");
     }

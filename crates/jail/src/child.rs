@@ -18,6 +18,10 @@ pub(crate) const STAGE_OLDROOT: &CStr = c"/tmp/oldroot";
 pub(crate) const NEWROOT: &CStr = c"/newroot";
 pub(crate) const OLDROOT: &CStr = c"/oldroot";
 
+/// The sandbox's init (`crates/init`), written into every sandbox's root at [`INIT_PATH`].
+pub(crate) const INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/airlock-init"));
+pub(crate) const INIT_PATH: &CStr = c"/init";
+
 /// One filesystem step of building the new root; paths are already prefixed with
 /// `/newroot` (targets) and `/oldroot` (host sources).
 #[derive(Debug)]
@@ -122,6 +126,12 @@ pub(crate) struct Plan {
     /// Cap the inotify counters of the sandbox's user namespace (not for a zygote, whose runs
     /// each cap their own).
     pub cap_inotify: bool,
+    /// Fork the program off as pid 2 and execute [`INIT_PATH`] as pid 1 (not for a zygote,
+    /// which is its namespace's init itself).
+    pub init: bool,
+    /// `INIT_PATH`'s argv and (empty) environment.
+    pub init_argv: [*const libc::c_char; 2],
+    pub init_envp: [*const libc::c_char; 1],
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     pub cwd: CString,
     pub program: CString,
@@ -171,6 +181,7 @@ pub(crate) mod stage {
     pub const EXEC: u32 = 23;
     pub const PDEATHSIG: u32 = 24;
     pub const LISTENER: u32 = 25;
+    pub const INIT: u32 = 26;
     pub const STEP_BASE: u32 = 1000;
 
     pub fn name(code: u32) -> &'static str {
@@ -200,6 +211,7 @@ pub(crate) mod stage {
             EXEC => "execve",
             PDEATHSIG => "parent death signal",
             LISTENER => "loopback listener",
+            INIT => "start the sandbox's init",
             _ => "setup step",
         }
     }
@@ -214,10 +226,8 @@ fn at(stage: u32) -> impl Fn(i32) -> (u32, i32) {
 /// Runs in the child; never returns.
 pub(crate) fn run(plan: &Plan) -> ! {
     let err = match setup(plan) {
-        Ok(()) => (
-            stage::EXEC,
-            sys::execve(&plan.program, &plan.argv_ptrs, &plan.envp_ptrs),
-        ),
+        Ok(()) if plan.init => become_init(plan),
+        Ok(()) => exec_program(plan),
         Err(e) => e,
     };
     let mut msg = [0u8; 8];
@@ -284,7 +294,9 @@ fn setup(plan: &Plan) -> StageResult {
         sys::close(fd);
         sent.map_err(at(stage::LISTENER))?;
     }
-    sys::close(plan.sync);
+    if !plan.init {
+        sys::close(plan.sync);
+    }
     for &(res, value) in &plan.rlimits {
         sys::setrlimit(res, value).map_err(at(stage::RLIMIT))?;
     }
@@ -325,6 +337,45 @@ pub(crate) fn cap_kernel_counters(instances: &CStr, watches: &CStr) {
 /// Inotify instances and watches one sandbox may hold (see [`cap_kernel_counters`]).
 pub(crate) const INOTIFY_INSTANCES: &[u8] = b"16";
 pub(crate) const INOTIFY_WATCHES: &[u8] = b"8192";
+
+fn exec_program(plan: &Plan) -> (u32, i32) {
+    (
+        stage::EXEC,
+        sys::execve(&plan.program, &plan.argv_ptrs, &plan.envp_ptrs),
+    )
+}
+
+/// Forks the program off as pid 2 and executes the sandbox's init as pid 1, fully confined
+/// already (both are past every step of `setup`). The init keeps only the report channel, at
+/// descriptor 0, on which it writes the program's wait status; it is an image of its own, so
+/// nothing of the supervisor's memory (which this clone still carries) outlives the exec.
+fn become_init(plan: &Plan) -> (u32, i32) {
+    // SAFETY: a raw fork of this single-threaded child; both sides only make raw syscalls.
+    match unsafe { sys::fork_raw() } {
+        Err(e) => (stage::INIT, e),
+        Ok(0) => {
+            sys::close(plan.sync);
+            // A session of its own, led by it, as a program started in a terminal would be.
+            if let Err(e) = sys::setsid() {
+                return (stage::SETSID, e);
+            }
+            exec_program(plan)
+        }
+        Ok(_) => {
+            if let Err(e) = sys::dup2(plan.sync, 0) {
+                return (stage::INIT, e);
+            }
+            // The program's stdio and descriptors are its own; the error pipe closes on exec.
+            let report = plan.error_write as u32;
+            sys::close_range(1, report - 1);
+            sys::close_range(report + 1, u32::MAX);
+            (
+                stage::INIT,
+                sys::execve(INIT_PATH, &plan.init_argv, &plan.init_envp),
+            )
+        }
+    }
+}
 
 /// Waits for the parent's go-ahead. EOF means it gave up (or died): leave quietly.
 fn wait_for_parent(sync: RawFd) -> StageResult {

@@ -79,6 +79,9 @@ pub struct Sandbox {
     pub(crate) reaped: bool,
     pub(crate) wants_listener: bool,
     pub(crate) listener: Option<OwnedFd>,
+    /// Where the sandbox's init writes the program's wait status (`None` for a zygote, which
+    /// is its namespace's init itself).
+    pub(crate) report: Option<OwnedFd>,
     pub(crate) _identity: HostIdentity,
 }
 
@@ -237,17 +240,21 @@ impl Sandbox {
             reaped: false,
             wants_listener: policy.loopback_listener.is_some(),
             listener: None,
+            report: None,
             _identity: identity,
         };
         // From here on, dropping `sandbox` on an error kills and reaps the child.
-        sandbox.release(sync_parent, &identity_maps(&sandbox._identity))?;
+        sandbox.release(&sync_parent, &identity_maps(&sandbox._identity))?;
+        if plan.init {
+            sandbox.report = Some(sync_parent);
+        }
         sandbox.released = Instant::now();
         sandbox.await_exec(error_read, cmd, &plan)?;
         sandbox.execed = Instant::now();
         Ok(sandbox)
     }
 
-    fn release(&mut self, sync: OwnedFd, maps: &IdMaps) -> Result<()> {
+    fn release(&mut self, sync: &OwnedFd, maps: &IdMaps) -> Result<()> {
         let proc = format!("/proc/{}", self.pid);
         let write = |file: &str, data: &str| {
             std::fs::write(format!("{proc}/{file}"), data).map_err(|e| {
@@ -365,26 +372,52 @@ impl Sandbox {
                 e,
             )
         };
+        let alone = || {
+            what(io::Error::other(
+                "its program has ended, or started another process, which would keep the larger \
+                 limit",
+            ))
+        };
+        let program = self.program_pid().ok_or_else(alone)?;
         // RLIMIT_CPU counts the process's own time only.
-        let (own, _) = self.init_cpu_ticks().map_err(what)?;
+        let (own, _) = cpu_ticks_of(program).map_err(what)?;
         let used = own.div_ceil(sys::clock_ticks());
-        sys::prlimit_cpu(self.pid, used + seconds)
+        sys::prlimit_cpu(program, used + seconds)
             .map_err(|e| what(io::Error::from_raw_os_error(e)))?;
-        if self.has_children() {
-            return Err(what(io::Error::other(
-                "its init has started another process, which would keep the larger limit",
-            )));
+        // Checked after: a process started before the new limit would keep the old one.
+        if has_children(program) || self.program_pid() != Some(program) {
+            return Err(alone());
         }
         Ok(())
+    }
+
+    /// The program's process on the host: the sandbox init's one child (the init itself in a
+    /// sandbox without one, a zygote's). `None` once it has ended, or while the init has
+    /// another child too (an orphan the program left).
+    pub fn program_pid(&self) -> Option<i32> {
+        if self.report.is_none() {
+            return Some(self.pid);
+        }
+        // The init is single-threaded: its one task's children are all of them.
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid)).ok()?;
+        let mut pids = children.split_whitespace().map(str::parse::<i32>);
+        match (pids.next(), pids.next()) {
+            (Some(Ok(pid)), None) => Some(pid),
+            _ => None,
+        }
     }
 
     /// Counts the CPU time used so far as not the run's: the outcome's `usage.cpu` starts
     /// from here. For a sandbox pre-started in a pool, whose interpreter start and preload
     /// happened before its run existed (CPU it uses idling in the pool still counts).
     pub fn exclude_cpu_so_far(&mut self) {
-        let ticks = self
-            .init_cpu_ticks()
-            .map_or(0, |(own, reaped)| own + reaped);
+        let of = |pid| cpu_ticks_of(pid).map_or(0, |(own, reaped)| own + reaped);
+        // The init reaps the program: its rusage will count the program's time too.
+        let mut ticks = of(self.pid);
+        if let Some(program) = self.program_pid().filter(|&p| p != self.pid) {
+            ticks += of(program);
+        }
         self.cpu_before = CpuBefore {
             cgroup: self
                 .cgroup
@@ -394,24 +427,6 @@ impl Sandbox {
             // What the init's rusage will count: its own time and its reaped children's.
             rusage: ticks_to_time(ticks),
         };
-    }
-
-    /// The init's user and system CPU time so far, and that of its reaped children, in clock
-    /// ticks.
-    fn init_cpu_ticks(&self) -> io::Result<(u64, u64)> {
-        cpu_ticks_of(self.pid)
-    }
-
-    /// Whether any thread of the sandbox's init has a child (live or not yet reaped). Orphans
-    /// in the sandbox are re-parented to its init, so this is every other process in it.
-    fn has_children(&self) -> bool {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
-            return true;
-        };
-        tasks.flatten().any(|t| {
-            std::fs::read_to_string(t.path().join("children"))
-                .map_or(true, |c| !c.trim().is_empty())
-        })
     }
 
     /// How the sandbox's init ended ("exit status N", "killed by signal N"), reaping it; `None`
@@ -540,6 +555,17 @@ fn identity_maps(id: &HostIdentity) -> IdMaps {
     }
 }
 
+/// Whether any thread of the host process `pid` has a child (live or not yet reaped); true when
+/// that cannot be read.
+fn has_children(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("children")).map_or(true, |c| !c.trim().is_empty())
+    })
+}
+
 /// A process's user and system CPU time so far, and that of its reaped children, in clock
 /// ticks, as the kernel counts them in `/proc/<pid>/stat`.
 fn cpu_ticks_of(pid: i32) -> io::Result<(u64, u64)> {
@@ -648,7 +674,8 @@ fn create_cgroup(l: &Limits, mode: CgroupMode) -> Result<Option<Cgroup>> {
     let name = run_cgroup_name();
     let limits = CgroupLimits {
         memory_bytes: l.memory_bytes,
-        pids: l.pids,
+        // The sandbox's init is one of them: the program may still start `pids`.
+        pids: l.pids + 1,
         cpu_millis: l.cpu_millis,
     };
     match Cgroup::create(&name, &limits) {
@@ -1032,6 +1059,10 @@ pub(crate) fn build_plan(
             target: in_newroot(Path::new(ZYGOTE_PROC))?,
         });
     }
+    // Every sandbox has it, a zygote's too: its children execute it as theirs. Execute-only,
+    // so the kernel makes it non-dumpable from its exec on: the program (the same uid) cannot
+    // open its /proc/1/mem, nor anything else of it.
+    s.file(Path::new("/init"), child::INIT.to_vec(), 0o111)?;
     s.steps.push(Step::RemountReadOnly {
         target: NEWROOT.to_owned(),
     });
@@ -1055,7 +1086,7 @@ pub(crate) fn build_plan(
     }
     if id.unique && !zygote {
         // The host uid is this run's alone, so RLIMIT_NPROC counts exactly its processes.
-        rlimits.push((libc::RLIMIT_NPROC, l.pids));
+        rlimits.push((libc::RLIMIT_NPROC, l.pids + 1)); // and the init
     }
 
     // The zygote's children apply Landlock themselves, after their own mounts (a Landlocked
@@ -1088,6 +1119,9 @@ pub(crate) fn build_plan(
         listen_port: policy.loopback_listener.unwrap_or(0),
         clear_groups: id.privileged,
         cap_inotify: profile != Profile::Zygote,
+        init: profile != Profile::Zygote,
+        init_argv: [child::INIT_PATH.as_ptr(), std::ptr::null()],
+        init_envp: [std::ptr::null()],
         rlimits,
         cwd: cstr(policy.cwd.as_os_str().as_bytes(), "cwd")?,
         program: cstr(cmd.program.as_os_str().as_bytes(), "program")?,

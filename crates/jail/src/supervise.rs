@@ -201,7 +201,13 @@ impl Capture {
 /// How the end of a watched run is learned.
 pub(crate) enum Exit {
     /// The sandbox's init is our child: its pidfd becomes readable, then `wait4` reaps it.
-    Child { pid: libc::pid_t, pidfd: RawFd },
+    /// The program's own status is the [`report`] frame the init wrote on `report` before it
+    /// exited (none when it was killed first: its own status is the run's then).
+    Child {
+        pid: libc::pid_t,
+        pidfd: RawFd,
+        report: Option<RawFd>,
+    },
     /// A zygote child: its reporter writes one [`report`] frame on this pipe (EOF without one
     /// means the reporter itself was killed).
     Reported { fd: RawFd },
@@ -272,6 +278,7 @@ impl Sandbox {
             exit: Exit::Child {
                 pid: self.pid,
                 pidfd: self.pidfd.as_raw_fd(),
+                report: self.report.as_ref().map(|fd| fd.as_raw_fd()),
             },
             cgroup: self.cgroup.as_ref(),
             kill: &kill,
@@ -366,7 +373,7 @@ impl Watch<'_> {
             err.drain(&mut chunk, &mut on_output);
             if status.is_none() {
                 let ended = match self.exit {
-                    Exit::Child { pid, .. } => {
+                    Exit::Child { pid, report, .. } => {
                         let s = sys::wait4(pid, true).map_err(|e| {
                             JailError::host(
                                 "reaping the sandbox",
@@ -374,7 +381,10 @@ impl Watch<'_> {
                             )
                         })?;
                         reaped |= s.is_some();
-                        s
+                        // Its rusage counts the program (reaped by it) and the init itself.
+                        s.map(|(init, rusage)| {
+                            (report.and_then(program_status).unwrap_or(init), rusage)
+                        })
                     }
                     Exit::Reported { fd } => read_report(fd, timed_out)?,
                 };
@@ -470,6 +480,26 @@ fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage)>> {
             detail: " (zygote child)".into(),
             source: std::io::Error::from_raw_os_error(errno),
         }),
+    }
+}
+
+/// The program's wait status, as the sandbox's init reported it on `fd` before it exited.
+fn program_status(fd: RawFd) -> Option<i32> {
+    let mut ready = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    if !matches!(sys::poll(&mut ready, 0), Ok(n) if n > 0) {
+        return None;
+    }
+    let mut frame = [0u8; report::LEN];
+    match sys::read_full(fd, &mut frame) {
+        Ok(report::LEN) => match report::decode(&frame) {
+            (report::STATUS, wstatus, _) => Some(wstatus),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

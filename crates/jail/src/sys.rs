@@ -906,6 +906,28 @@ pub(crate) unsafe fn fork() -> SysResult<libc::pid_t> {
     check_int(unsafe { libc::fork() })
 }
 
+/// A raw fork (`clone` with SIGCHLD alone): unlike fork(3) it runs no atfork handlers and takes
+/// no libc lock, so it is safe in a child cloned from a multithreaded process.
+///
+/// # Safety
+///
+/// The new process is a copy of this one's calling thread: the caller upholds the child
+/// contract (only async-signal-safe work).
+pub(crate) unsafe fn fork_raw() -> SysResult<libc::pid_t> {
+    // SAFETY: clone with no stack, tids or tls behaves as fork; both sides return here.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    check(r).map(|pid| pid as libc::pid_t)
+}
+
 #[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
 pub(crate) fn getppid() -> libc::pid_t {
     // SAFETY: no arguments, cannot fail.

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use super::spec::Spec;
 use super::{FORK_REQUEST, zstage};
-use crate::child::{Step, run_step, stage};
+use crate::child::{INIT_PATH, Step, run_step, stage};
 use crate::landlock::LandlockRules;
 use crate::seccomp::{self, Profile, SeccompProgram};
 use crate::supervise::report;
@@ -428,17 +428,51 @@ pub(crate) fn enter() -> i32 {
         Ok(0) => {
             sys::close(p.handoff.1);
             let mut status = p.status;
-            match isolate(state, &p, &mut status) {
-                Ok(()) => {
-                    sys::close(status);
-                    0
-                }
-                Err(e) => fail(status, e),
+            if let Err(e) = isolate(state, &p, &mut status) {
+                fail(status, e)
             }
+            become_init(status)
         }
         Ok(pid) => {
             let _ = sys::write_all(p.handoff.1, &pid.to_ne_bytes());
             sys::exit_now(0)
+        }
+    }
+}
+
+/// In the run's process, isolated: forks the run off as pid 2 (returning 0 there, to the
+/// interpreter) and executes the sandbox's init as pid 1, which writes the run's wait status
+/// on `status` (the same frame the zygote writes, and before it: the zygote's own, for the
+/// init's exit, comes second and is not read).
+fn become_init(status: RawFd) -> i32 {
+    // SAFETY: this process is single-threaded (a fork of the single-threaded zygote).
+    match unsafe { sys::fork() } {
+        Err(e) => {
+            let _ = sys::write_all(
+                status,
+                &report::encode(report::ERROR, stage::INIT as i32, e),
+            );
+            sys::exit_now(127)
+        }
+        Ok(0) => {
+            sys::close(status);
+            // A session of its own, led by it, as in a cold run.
+            if sys::setsid().is_err() {
+                sys::exit_now(127)
+            }
+            0
+        }
+        Ok(_) => {
+            let failed = |fd, e| -> ! {
+                let _ = sys::write_all(fd, &report::encode(report::ERROR, stage::INIT as i32, e));
+                sys::exit_now(127)
+            };
+            if let Err(e) = sys::dup2(status, 0) {
+                failed(status, e)
+            }
+            sys::close_range(1, u32::MAX);
+            let (argv, envp) = ([INIT_PATH.as_ptr(), std::ptr::null()], [std::ptr::null()]);
+            failed(0, sys::execve(INIT_PATH, &argv, &envp))
         }
     }
 }

@@ -190,8 +190,9 @@ impl Zygote {
             &crate::spawn::run_cgroup_name(),
             &CgroupLimits {
                 memory_bytes: l.memory_bytes,
-                // The zygote's child that forks the run's process is in the cgroup for a moment.
-                pids: l.pids + 1,
+                // The run's init, and for a moment the zygote's child that forks the run's
+                // process.
+                pids: l.pids + 2,
                 cpu_millis: l.cpu_millis,
             },
         )?;

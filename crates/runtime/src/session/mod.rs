@@ -101,7 +101,7 @@ struct Shared {
     /// The agent's control socket, held for the length of a call; `None` once closed.
     control: tokio::sync::Mutex<Option<UnixStream>>,
     killer: Killer,
-    /// The sandbox's init (the interpreter) on the host, for reading its usage without a
+    /// The interpreter on the host (the program under the sandbox's init), for reading its usage without a
     /// cgroup.
     pid: i32,
     /// Reads the sandbox's cgroup, which its watcher thread owns.
@@ -167,7 +167,11 @@ impl Session {
         let control = UnixStream::from_std(control)
             .map_err(|e| RuntimeError::host("setting up a session's control socket", e))?;
         let (tx, ended) = watch::channel(None);
-        let (pid, killer) = (sandbox.sandbox.pid(), sandbox.sandbox.killer());
+        let pid = sandbox
+            .sandbox
+            .program_pid()
+            .unwrap_or(sandbox.sandbox.pid());
+        let killer = sandbox.sandbox.killer();
         let environment = sandbox.env.as_ref().map(|e| e.key.clone());
         let meter = sandbox.sandbox.meter();
         // The sandbox is watched (and its lifetime enforced) on a thread of its own until it
