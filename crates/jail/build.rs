@@ -4,7 +4,9 @@
 
 use std::env;
 use std::path::PathBuf;
-use std::process::Command;
+
+#[path = "../../build-support/nested_cargo.rs"]
+mod nested_cargo;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -18,37 +20,11 @@ fn main() {
 
     let target = env::var("TARGET").expect("set by cargo");
     let target_dir = out.join("init-target");
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args([
-            "build",
-            "--release",
-            "--offline",
-            "--quiet",
-            "--target",
-            &target,
-        ])
-        .arg("--manifest-path")
-        .arg(init.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
-    // What the outer build set for its own crates must not leak into this one (clippy's
-    // wrapper, the outer target dir, its flags).
-    for var in [
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-    ] {
-        build.env_remove(var);
-    }
+    let mut build = nested_cargo::command(
+        &["build", "--target", &target],
+        &init.join("Cargo.toml"),
+        &target_dir,
+    );
     // No C runtime and no libc: its own `_start`, linked static at a fixed address.
     let flags = [
         "-Clink-arg=-nostartfiles",
@@ -57,15 +33,10 @@ fn main() {
         "-Crelocation-model=static",
     ];
     build.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
-    let status = build
-        .status()
-        .expect("running cargo to build the sandbox's init");
-    assert!(
-        status.success(),
-        "building the sandbox's init (crates/init, a static binary without libc) failed"
+    nested_cargo::run_and_copy(
+        build,
+        "the sandbox's init (crates/init, a static binary without libc)",
+        &target_dir.join(&target).join("release/airlock-init"),
+        &out.join("airlock-init"),
     );
-    let built = target_dir.join(&target).join("release/airlock-init");
-    let dest = out.join("airlock-init");
-    std::fs::copy(&built, &dest)
-        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", built.display(), dest.display()));
 }

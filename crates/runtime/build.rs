@@ -4,7 +4,9 @@
 
 use std::env;
 use std::path::PathBuf;
-use std::process::Command;
+
+#[path = "../../build-support/nested_cargo.rs"]
+mod nested_cargo;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -15,41 +17,32 @@ fn main() {
         "cargo:rerun-if-changed={}",
         jail.join("Cargo.toml").display()
     );
+    for dep in [
+        "build.rs",
+        "../init/src",
+        "../init/Cargo.toml",
+        "../../build-support",
+    ] {
+        println!("cargo:rerun-if-changed={}", jail.join(dep).display());
+    }
 
     let target_dir = out.join("zygote-target");
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["rustc", "--lib", "--release", "--offline", "--quiet"])
-        .args(["--features", "zygote-lib", "--crate-type", "cdylib"])
-        .arg("--manifest-path")
-        .arg(jail.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
-    // What the outer build set for its own crates must not leak into this one (clippy's
-    // wrapper, the outer target dir, its flags).
-    for var in [
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-    ] {
-        build.env_remove(var);
-    }
-    let status = build
-        .status()
-        .expect("running cargo to build the zygote library");
-    assert!(
-        status.success(),
-        "building the zygote library (airlock-jail --features zygote-lib as a cdylib) failed"
+    let build = nested_cargo::command(
+        &[
+            "rustc",
+            "--lib",
+            "--features",
+            "zygote-lib",
+            "--crate-type",
+            "cdylib",
+        ],
+        &jail.join("Cargo.toml"),
+        &target_dir,
     );
-    let built = target_dir.join("release/libairlock_jail.so");
-    let dest = out.join("libairlock_zygote.so");
-    std::fs::copy(&built, &dest)
-        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", built.display(), dest.display()));
+    nested_cargo::run_and_copy(
+        build,
+        "the zygote library (airlock-jail --features zygote-lib as a cdylib)",
+        &target_dir.join("release/libairlock_jail.so"),
+        &out.join("libairlock_zygote.so"),
+    );
 }

@@ -742,13 +742,7 @@ fn a_burst_of_runs_never_takes_the_zygote_and_the_runs_in_flight_with_it() {
             .find(|p| p.3.contains("/airlock/zygote.py"))
             .expect("a zygote is running")
             .0;
-        let limits = std::fs::read_to_string(format!("/proc/{zygote}/limits")).unwrap();
-        let files: u64 = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|v| v.parse().ok())
-            .expect("the zygote's open-files limit");
+        let files = open_files_limit(&zygote.to_string());
         assert!(files > 1024, "the zygote has a run's open-files limit: {files}");
         let burst: Vec<_> = (0..150)
             .map(|i| {

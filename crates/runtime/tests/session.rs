@@ -624,17 +624,6 @@ fn a_file_operations_answer_is_bounded_for_its_kind() {
     });
 }
 
-/// This process's soft open-files limit (what the kernel weighs its sends against).
-fn our_soft_open_files() -> u64 {
-    std::fs::read_to_string("/proc/self/limits")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok())
-        .expect("Max open files in /proc/self/limits")
-}
-
 /// A call that outlives the session says that the session's lifetime ended it, not its own
 /// timeout.
 #[test]
@@ -800,7 +789,7 @@ print(len(ok) * 250)
         let parked: u64 = parked.stdout.trim().parse().unwrap();
         let r = victim.run("print('fine')", None, Box::new(|_, _| {})).await;
         // Root's sends are never refused; an ordinary user's are, past its soft limit.
-        let refused = !is_root() && parked > our_soft_open_files() + 253;
+        let refused = !is_root() && parked > open_files_limit("self") + 253;
         match r {
             Ok(r) if !refused => assert_eq!(r.stdout, "fine\n", "{r:?}"),
             Err(e) if refused => {

@@ -61,6 +61,17 @@ pub async fn run(s: &Scheduler, r: RunRequest) -> airlock_runtime::RunResult {
         .expect("the run completes")
 }
 
+/// The soft open-files limit of process `pid` (`self` for this one), from its /proc limits.
+pub fn open_files_limit(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .expect("Max open files in /proc/<pid>/limits")
+}
+
 /// Whether this process runs as root (its real uid, from /proc: no libc needed).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
