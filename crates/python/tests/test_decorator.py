@@ -105,7 +105,7 @@ def test_recursion_runs_inside_the_one_sandbox():
 
     value, pid = fact(10)
     assert value == 3628800
-    assert pid == 1  # all the recursion happened inside the sandbox (its init process)
+    assert pid == 2  # all the recursion happened inside the sandbox (its program, under its init)
 
 
 def test_error_surfaces_with_type_message_traceback_and_is_catchable_as_builtin():
