@@ -16,6 +16,7 @@ mod sys {
     pub const WAIT4: usize = 61;
     pub const WRITE: usize = 1;
     pub const GETPID: usize = 39;
+    pub const PRCTL: usize = 157;
     pub const EXIT_GROUP: usize = 231;
 
     /// # Safety
@@ -51,6 +52,7 @@ mod sys {
     pub const WAIT4: usize = 260;
     pub const WRITE: usize = 64;
     pub const GETPID: usize = 172;
+    pub const PRCTL: usize = 167;
     pub const EXIT_GROUP: usize = 94;
 
     /// # Safety
@@ -84,6 +86,7 @@ mod sys {
 }
 
 const EINTR: isize = -4;
+const PR_SET_DUMPABLE: usize = 4;
 /// The program the jail forked: the first process after init in a fresh pid namespace.
 const PROGRAM: isize = 2;
 
@@ -95,6 +98,10 @@ fn exit(code: usize) -> ! {
 }
 
 extern "C" fn main() -> ! {
+    // Non-dumpable already, since its file is execute-only; unless the host's
+    // fs.suid_dumpable says otherwise, which this does not depend on.
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes two integers.
+    unsafe { sys::call4(sys::PRCTL, PR_SET_DUMPABLE, 0, 0, 0) };
     // SAFETY: getpid takes no arguments.
     if unsafe { sys::call4(sys::GETPID, 0, 0, 0, 0) } != 1 {
         exit(127); // only ever a namespace's init

@@ -379,13 +379,24 @@ impl Sandbox {
             ))
         };
         let program = self.program_pid().ok_or_else(alone)?;
+        // The program is the init's child, not ours: its pid is free once the init reaps it.
+        // Held by a pidfd, and checked to be the init's child after, the number is the
+        // program's from the check on; one still open after the limit is set was never another
+        // process's meanwhile. (An exit between the check and the limit could still hand the
+        // limit to a process that took the pid in those microseconds: the error then says so.)
+        let pidfd = sys::pidfd_open(program).map_err(|e| what(io::Error::from_raw_os_error(e)))?;
+        // SAFETY: pidfd_open returned a new descriptor that we now own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        if self.program_pid() != Some(program) {
+            return Err(alone());
+        }
         // RLIMIT_CPU counts the process's own time only.
         let (own, _) = cpu_ticks_of(program).map_err(what)?;
         let used = own.div_ceil(sys::clock_ticks());
         sys::prlimit_cpu(program, used + seconds)
             .map_err(|e| what(io::Error::from_raw_os_error(e)))?;
         // Checked after: a process started before the new limit would keep the old one.
-        if has_children(program) || self.program_pid() != Some(program) {
+        if has_children(program) || self.program_pid() != Some(program) || exited(&pidfd) {
             return Err(alone());
         }
         Ok(())
@@ -553,6 +564,16 @@ fn identity_maps(id: &HostIdentity) -> IdMaps {
         uid_map: format!("{SANDBOX_UID} {} 1\n", id.uid),
         gid_map: format!("{SANDBOX_GID} {} 1\n", id.gid),
     }
+}
+
+/// Whether the process `pidfd` refers to has exited (its pidfd is readable).
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut poll = [libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    !matches!(sys::poll(&mut poll, 0), Ok(0))
 }
 
 /// Whether any thread of the host process `pid` has a child (live or not yet reaped); true when

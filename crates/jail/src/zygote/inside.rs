@@ -64,6 +64,8 @@ struct Handoff {
     /// Read end of the pipe it tells on.
     pipe: RawFd,
     status: RawFd,
+    /// The forked child itself.
+    child: libc::pid_t,
 }
 
 /// A run's process the zygote waits for.
@@ -329,6 +331,7 @@ pub(crate) fn adopt(child: libc::pid_t) {
     state.handoffs.push(Handoff {
         pipe: p.handoff.0,
         status: p.status,
+        child,
     });
 }
 
@@ -338,6 +341,10 @@ fn settle(state: &mut State, h: Handoff) {
     let mut pid = [0u8; 4];
     let told = matches!(sys::read_full(h.pipe, &mut pid), Ok(4));
     sys::close(h.pipe);
+    // It exits as soon as it has told (or failed): reaped now, so that its zombie no longer
+    // counts in the run's cgroup, whose pids limit is the run's own (and its init's).
+    let _ = sys::wait4(h.child, false);
+    state.forked.retain(|&c| c != h.child);
     if !told {
         sys::close(h.status);
         return;

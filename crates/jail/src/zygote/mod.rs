@@ -190,9 +190,9 @@ impl Zygote {
             &crate::spawn::run_cgroup_name(),
             &CgroupLimits {
                 memory_bytes: l.memory_bytes,
-                // The run's init, and for a moment the zygote's child that forks the run's
-                // process.
-                pids: l.pids + 2,
+                // The run's init. (For a moment the zygote's child that forks the run's
+                // process is there too, before the init forks the program.)
+                pids: l.pids + 1,
                 cpu_millis: l.cpu_millis,
             },
         )?;

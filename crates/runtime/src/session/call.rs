@@ -251,11 +251,19 @@ struct Sample {
 /// From the session's cgroup (every process of it), or without one from its interpreter (and
 /// the children it reaped).
 fn sample(s: &Shared) -> Option<Sample> {
-    // Read, then checked: had the init been reaped by then, the pid could be another's.
+    // The interpreter's (and the children it reaped) and the init's (the orphans it reaped).
+    // Read, then checked: had the init been reaped by then, the pids could be another's (the
+    // program's, once the init has reaped it, for a moment before the init exits too).
     let own = || {
-        jail::process_usage(s.pid)
-            .ok()
-            .filter(|_| s.killer.not_reaped())
+        let init = jail::process_usage(s.pid).ok()?;
+        let program = match s.program == s.pid {
+            true => jail::Usage::default(),
+            false => jail::process_usage(s.program).ok()?,
+        };
+        s.killer.not_reaped().then(|| jail::Usage {
+            cpu: init.cpu + program.cpu,
+            memory_peak_bytes: init.memory_peak_bytes.max(program.memory_peak_bytes),
+        })
     };
     match &s.meter {
         Some(meter) => {

@@ -101,9 +101,10 @@ struct Shared {
     /// The agent's control socket, held for the length of a call; `None` once closed.
     control: tokio::sync::Mutex<Option<UnixStream>>,
     killer: Killer,
-    /// The interpreter on the host (the program under the sandbox's init), for reading its usage without a
-    /// cgroup.
+    /// The sandbox's init and its program (the interpreter) on the host, for reading their
+    /// usage without a cgroup.
     pid: i32,
+    program: i32,
     /// Reads the sandbox's cgroup, which its watcher thread owns.
     meter: Option<jail::cgroup::Meter>,
     /// Set once the sandbox has ended, with how.
@@ -167,11 +168,8 @@ impl Session {
         let control = UnixStream::from_std(control)
             .map_err(|e| RuntimeError::host("setting up a session's control socket", e))?;
         let (tx, ended) = watch::channel(None);
-        let pid = sandbox
-            .sandbox
-            .program_pid()
-            .unwrap_or(sandbox.sandbox.pid());
-        let killer = sandbox.sandbox.killer();
+        let (pid, killer) = (sandbox.sandbox.pid(), sandbox.sandbox.killer());
+        let program = sandbox.sandbox.program_pid().unwrap_or(pid);
         let environment = sandbox.env.as_ref().map(|e| e.key.clone());
         let meter = sandbox.sandbox.meter();
         // The sandbox is watched (and its lifetime enforced) on a thread of its own until it
@@ -203,6 +201,7 @@ impl Session {
             control: tokio::sync::Mutex::new(Some(control)),
             killer,
             pid,
+            program,
             meter,
             ended,
             last_used: Mutex::new(Instant::now()),
