@@ -442,8 +442,9 @@ impl Watch<'_> {
     }
 }
 
-/// Reads a zygote child's status frame once its pipe is readable (`None`: not yet).
-fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage)>> {
+/// A [`report`] frame from `fd` if it is readable now (`Ok(None)`: not yet), with how many of
+/// its bytes came before end of file.
+fn frame_if_ready(fd: RawFd) -> sys::SysResult<Option<(usize, [u8; report::LEN])>> {
     let mut ready = [libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -453,12 +454,20 @@ fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage)>> {
         return Ok(None);
     }
     let mut frame = [0u8; report::LEN];
-    let n = sys::read_full(fd, &mut frame).map_err(|e| {
+    sys::read_full(fd, &mut frame).map(|n| Some((n, frame)))
+}
+
+/// Reads a zygote child's status frame once its pipe is readable (`None`: not yet).
+fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage)>> {
+    let Some((n, frame)) = frame_if_ready(fd).map_err(|e| {
         JailError::host(
             "reading the run's status from the zygote",
             std::io::Error::from_raw_os_error(e),
         )
-    })?;
+    })?
+    else {
+        return Ok(None);
+    };
     if n < report::LEN {
         // The zygote closed the pipe without a word: it died (killing the run with it), or
         // the run was killed before the zygote could watch it.
@@ -485,17 +494,8 @@ fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage)>> {
 
 /// The program's wait status, as the sandbox's init reported it on `fd` before it exited.
 fn program_status(fd: RawFd) -> Option<i32> {
-    let mut ready = [libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    if !matches!(sys::poll(&mut ready, 0), Ok(n) if n > 0) {
-        return None;
-    }
-    let mut frame = [0u8; report::LEN];
-    match sys::read_full(fd, &mut frame) {
-        Ok(report::LEN) => match report::decode(&frame) {
+    match frame_if_ready(fd) {
+        Ok(Some((report::LEN, frame))) => match report::decode(&frame) {
             (report::STATUS, wstatus, _) => Some(wstatus),
             _ => None,
         },

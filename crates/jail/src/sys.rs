@@ -291,28 +291,24 @@ pub(crate) fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> SysR
     check_int(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
 }
 
-/// This process's hard RLIMIT_NOFILE: the most a sandbox it starts may be given.
-pub(crate) fn nofile_hard() -> u64 {
+fn nofile_limits() -> SysResult<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: lim is a valid, writable rlimit.
-    match check_int(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }) {
-        Ok(_) => lim.rlim_max,
-        Err(_) => 1024,
-    }
+    check_int(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }).map(|_| lim)
+}
+
+/// This process's hard RLIMIT_NOFILE: the most a sandbox it starts may be given.
+pub(crate) fn nofile_hard() -> u64 {
+    nofile_limits().map_or(1024, |lim| lim.rlim_max)
 }
 
 /// Raises this process's soft RLIMIT_NOFILE to `target` (at most the hard limit; never
 /// lowers it); returns the soft limit now.
 pub(crate) fn raise_nofile_soft(target: u64) -> SysResult<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: lim is a valid, writable rlimit.
-    check_int(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    let mut lim = nofile_limits()?;
     let wanted = target.min(lim.rlim_max);
     if lim.rlim_cur < wanted {
         let raised = libc::rlimit {

@@ -218,8 +218,7 @@ pub(crate) fn refuse(errno: i32) {
     let mut guard = state();
     let Some(state) = guard.as_mut() else { return };
     if let Some(p) = state.pending.take() {
-        let frame = report::encode(report::ERROR, zstage::FORK as i32, errno);
-        let _ = sys::write_all(p.status, &frame);
+        tell_error(p.status, zstage::FORK, errno);
         p.close_all();
     }
 }
@@ -281,8 +280,7 @@ fn receive(state: &mut State) -> Option<i32> {
         // The first descriptor of a request is its status pipe; with none at all, the
         // supervisor reads end of file there once the kernel drops what did not fit.
         if let Some(&status) = fds.first() {
-            let frame = report::encode(report::ERROR, zstage::RECEIVE as i32, errno);
-            let _ = sys::write_all(status, &frame);
+            tell_error(status, zstage::RECEIVE, errno);
         }
         fds.iter().copied().for_each(sys::close);
         None
@@ -367,8 +365,7 @@ fn settle(state: &mut State, h: Handoff) {
         Err(e) => {
             // Unwatched, it must not run: kill it (`next` reaps it) and say why.
             let _ = sys::kill(pid, libc::SIGKILL);
-            let frame = report::encode(report::ERROR, zstage::REAP as i32, e);
-            let _ = sys::write_all(h.status, &frame);
+            tell_error(h.status, zstage::REAP, e);
             sys::close(h.status);
         }
     }
@@ -385,7 +382,7 @@ pub(crate) fn enter() -> i32 {
         return -libc::EINVAL;
     };
     let fail = |status: RawFd, (stage, errno): (u32, i32)| -> ! {
-        let _ = sys::write_all(status, &report::encode(report::ERROR, stage as i32, errno));
+        tell_error(status, stage, errno);
         sys::exit_now(127)
     };
     // Die with the zygote; and if it is already gone, do not start.
@@ -453,14 +450,12 @@ pub(crate) fn enter() -> i32 {
 /// init's exit, comes second and is not read).
 fn become_init(status: RawFd) -> i32 {
     // SAFETY: this process is single-threaded (a fork of the single-threaded zygote).
+    let failed = |fd, e| -> ! {
+        tell_error(fd, stage::INIT, e);
+        sys::exit_now(127)
+    };
     match unsafe { sys::fork() } {
-        Err(e) => {
-            let _ = sys::write_all(
-                status,
-                &report::encode(report::ERROR, stage::INIT as i32, e),
-            );
-            sys::exit_now(127)
-        }
+        Err(e) => failed(status, e),
         Ok(0) => {
             sys::close(status);
             // A session of its own, led by it, as in a cold run.
@@ -470,10 +465,6 @@ fn become_init(status: RawFd) -> i32 {
             0
         }
         Ok(_) => {
-            let failed = |fd, e| -> ! {
-                let _ = sys::write_all(fd, &report::encode(report::ERROR, stage::INIT as i32, e));
-                sys::exit_now(127)
-            };
             if let Err(e) = sys::dup2(status, 0) {
                 failed(status, e)
             }
@@ -482,6 +473,11 @@ fn become_init(status: RawFd) -> i32 {
             failed(0, sys::execve(INIT_PATH, &argv, &envp))
         }
     }
+}
+
+/// Says on a run's status pipe that setting it up failed at `stage` with `errno`.
+fn tell_error(status: RawFd, stage: u32, errno: i32) {
+    let _ = sys::write_all(status, &report::encode(report::ERROR, stage as i32, errno));
 }
 
 /// Moves this process into a user namespace of its own, as the same uid and gid. The zygote

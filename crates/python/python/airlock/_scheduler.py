@@ -115,6 +115,15 @@ def _code_bytes(code: Union[str, bytes]) -> bytes:
     raise InvalidRequestError(f"invalid `code`: expected str or bytes, not {type(code).__name__}", field="code")
 
 
+def _as_bytes(data: Any) -> Optional[bytes]:
+    """``data`` as bytes (``str`` as UTF-8), or None when it is neither bytes-like nor str."""
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    return data if isinstance(data, bytes) else None
+
+
 def _files(files: Optional[Files]) -> Optional[List[Tuple[str, bytes]]]:
     if not files:
         return None
@@ -122,16 +131,13 @@ def _files(files: Optional[Files]) -> Optional[List[Tuple[str, bytes]]]:
     for path, content in dict(files).items():
         if not isinstance(path, str):
             raise InvalidRequestError(f"invalid `files`: {path!r} is not a str path", field="files")
-        if isinstance(content, str):
-            content = content.encode("utf-8")
-        elif isinstance(content, (bytearray, memoryview)):
-            content = bytes(content)
-        elif not isinstance(content, bytes):
+        data = _as_bytes(content)
+        if data is None:
             raise InvalidRequestError(
                 f"invalid `files`: the contents of {path} must be bytes or str, not {type(content).__name__}",
                 field="files",
             )
-        out.append((path, content))
+        out.append((path, data))
     return out
 
 

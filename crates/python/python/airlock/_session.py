@@ -7,7 +7,7 @@ from typing import Any, Awaitable, Generator, Optional, Union
 from . import _airlock
 from ._errors import InvalidRequestError
 from ._result import Result
-from ._scheduler import OutputCallback, _code_bytes, settled, streamed
+from ._scheduler import OutputCallback, _as_bytes, _code_bytes, settled, streamed
 
 
 def _seconds(name: str, v: Any) -> float:
@@ -77,16 +77,13 @@ class Session:
     async def write_file(self, path: str, data: Union[bytes, bytearray, memoryview, str]) -> None:
         """Writes ``data`` (``str`` is written as UTF-8) to ``path`` in the session; relative
         paths are under ``/workspace``, and missing directories are made. Up to 64 MiB."""
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        elif isinstance(data, (bytearray, memoryview)):
-            data = bytes(data)
-        elif not isinstance(data, bytes):
+        contents = _as_bytes(data)
+        if contents is None:
             raise InvalidRequestError(
                 f"invalid `data`: expected bytes or str, not {type(data).__name__}", field="data"
             )
         name = _path(path)
-        await settled(lambda done: self._handle.write_file(name, data, done))
+        await settled(lambda done: self._handle.write_file(name, contents, done))
 
     async def read_file(self, path: str) -> bytes:
         """The bytes of the file at ``path`` in the session (relative paths are under

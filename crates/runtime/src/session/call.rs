@@ -12,7 +12,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use super::frame::{FrameError, SendError, read_frame, send_frame};
-use super::{AGENT_GONE, END_GRACE, Shared, worker_failed};
+use super::{END_GRACE, Shared, stopped_answering, worker_failed};
 use crate::error::RuntimeError;
 use crate::request::RunRequest;
 use crate::result::RunResult;
@@ -138,15 +138,10 @@ impl Call {
             )),
             Answer::Failed(FrameError::Bad(why)) => Ending::Broken(why),
             // The agent's end closed: most often the interpreter exited, and how is the story.
-            Answer::Failed(FrameError::Closed(why)) => {
-                let gone = tokio::time::timeout(AGENT_GONE, ended.wait_for(Option::is_some));
-                match gone.await {
-                    Ok(_) => Ending::Ended,
-                    Err(_) => Ending::Broken(format!(
-                        "the session's agent stopped answering ({why}) while its sandbox lives on"
-                    )),
-                }
-            }
+            Answer::Failed(FrameError::Closed(why)) => match s.end_after_agent_closed().await {
+                Some(_) => Ending::Ended,
+                None => Ending::Broken(stopped_answering(&why)),
+            },
             Answer::TimedOut => Ending::TimedOut,
         };
         let elapsed = started.elapsed();

@@ -361,26 +361,20 @@ impl Session {
             Err(FrameError::Bad(why)) => why,
             // The agent's end closed: most often its sandbox ended (the memory limit, the
             // lifetime), and how is the story.
-            Err(FrameError::Closed(why)) => {
-                let _ = tokio::time::timeout(AGENT_GONE, ended.wait_for(Option::is_some)).await;
-                let end = s.ended.borrow().clone();
-                match end {
-                    Some(o) if o.memory_limit => format!(
-                        "its sandbox reached its memory limit of {} MiB during the file \
+            Err(FrameError::Closed(why)) => match s.end_after_agent_closed().await {
+                Some(o) if o.memory_limit => format!(
+                    "its sandbox reached its memory limit of {} MiB during the file \
                          operation on {path:?} (the file is held in the session's memory: \
                          raise memory_mb)",
-                        s.template.memory_mb
-                    ),
-                    Some(o) if o.timed_out => format!(
-                        "it reached its max_lifetime of {} s",
-                        s.lifetime.as_secs_f64()
-                    ),
-                    Some(_) => format!("its sandbox ended during the file operation on {path:?}"),
-                    None => {
-                        format!("the agent stopped answering ({why}) while its sandbox lives on")
-                    }
-                }
-            }
+                    s.template.memory_mb
+                ),
+                Some(o) if o.timed_out => format!(
+                    "it reached its max_lifetime of {} s",
+                    s.lifetime.as_secs_f64()
+                ),
+                Some(_) => format!("its sandbox ended during the file operation on {path:?}"),
+                None => stopped_answering(&why),
+            },
         };
         // The session is closed from here on: `usable` refuses it to every later caller.
         self.end(&why).await;
@@ -481,6 +475,19 @@ impl Shared {
     fn has_ended(&self) -> bool {
         self.ended.borrow().is_some()
     }
+
+    /// Once the agent's end of the control socket has closed: how the sandbox ended, waiting up
+    /// to [`AGENT_GONE`] for it to end by itself (`None`: it lives on, so the agent broke).
+    async fn end_after_agent_closed(&self) -> Option<jail::Outcome> {
+        let mut ended = self.ended.clone();
+        let _ = tokio::time::timeout(AGENT_GONE, ended.wait_for(Option::is_some)).await;
+        self.ended.borrow().clone()
+    }
+}
+
+/// Why a session whose agent closed its end while the sandbox lives on is broken.
+fn stopped_answering(why: &str) -> String {
+    format!("the session's agent stopped answering ({why}) while its sandbox lives on")
 }
 
 /// Closes the session if the call holding it is dropped before it ends (its task cancelled):
