@@ -38,6 +38,12 @@ except OSError as e:
     // The same forked from a zygote.
     let v = py_with(who, &["--pool", "--pids", "40"], code);
     assert_eq!(ok_stdout(&v), out, "{v}");
+    // At the smallest limit the program runs and may fork nothing, cold and pooled (a zygote's
+    // forking child must not take a slot while the run's processes are made).
+    for args in [&["--pids", "1"][..], &["--pool", "--pids", "1"][..]] {
+        let v = py_with(who, args, code);
+        assert_eq!(ok_stdout(&v).trim(), "stopped 0 11", "{args:?}: {v}");
+    }
     // And a shell fork bomb ends (at the timeout at worst) without harming the host.
     let v = sh_in(
         who,

@@ -8,7 +8,8 @@ use std::ptr;
 
 pub(crate) type SysResult<T = ()> = Result<T, i32>;
 
-fn errno() -> i32 {
+/// The calling thread's errno, after a libc call that failed.
+pub(crate) fn errno() -> i32 {
     // SAFETY: __errno_location returns a valid pointer to the calling thread's errno.
     unsafe { *libc::__errno_location() }
 }
@@ -888,18 +889,6 @@ pub(crate) fn recv_fd(sock: RawFd) -> SysResult<Option<RawFd>> {
         (_, 1) => Ok(Some(fd[0])),
         _ => Ok(None),
     }
-}
-
-#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
-/// `fork(2)` through libc, so its own state (the cached tid, malloc's locks) stays right in the
-/// child. Returns 0 in the child.
-///
-/// # Safety
-/// In a multithreaded process the child may only do async-signal-safe work. The zygote that
-/// calls this is single-threaded.
-pub(crate) unsafe fn fork() -> SysResult<libc::pid_t> {
-    // SAFETY: plain fork; the caller upholds the child contract.
-    check_int(unsafe { libc::fork() })
 }
 
 /// A raw fork (`clone` with SIGCHLD alone): unlike fork(3) it runs no atfork handlers and takes

@@ -4,21 +4,22 @@
 //! The zygote is a single-threaded interpreter that has imported the run's packages and never
 //! runs user code. For each run, [`next`] receives the run's descriptors, the interpreter forks,
 //! and the child calls [`enter`]: it moves itself into the run's cgroup, unshares a user
-//! namespace of its own and, in it, fresh mount, pid, ipc, uts (and network) namespaces,
-//! forks the run's process, tells the zygote its pid and exits. The run's process is
-//! re-parented to the zygote (pid 1 of its sandbox), which [`adopt`]s it: it waits on its pidfd
-//! (inside [`next`], between requests) and writes its wait status on a pipe the run's process
-//! never holds. The run's process, pid 1 of its own pid namespace, mounts a fresh /tmp,
-//! /workspace, /dev/shm and /proc, enters its own cgroup namespace, sets its limits, places its
-//! descriptors, applies Landlock, drops every capability and completes the run filter (see
-//! `Profile::ZygoteRun`). Only then does [`enter`] return, in it alone, to the interpreter,
-//! which reads the code.
+//! namespace of its own and, in it, fresh mount, pid, ipc, uts (and network) namespaces, and
+//! starts the namespace's pid 1, which forks the run's process as pid 2 and then executes the
+//! sandbox's init (`vfork`: one copy of the interpreter). The child tells the zygote the
+//! init's pid and exits. The init is re-parented to the zygote (pid 1 of its sandbox), which
+//! [`adopt`]s it: it waits on its pidfd (inside [`next`], between requests) and writes its
+//! wait status on the status pipe, after the init's own frame for the run's process. The run's
+//! process mounts a fresh /tmp, /workspace, /dev/shm and /proc, enters its own cgroup
+//! namespace, sets its limits, places its descriptors, applies Landlock, drops every
+//! capability, completes the run filter (see `Profile::ZygoteRun`) and closes the status pipe.
+//! Only then does [`enter`] return, in it alone, to the interpreter, which reads the code.
 
 use std::os::fd::RawFd;
 use std::sync::Mutex;
 
 use super::spec::Spec;
-use super::{FORK_REQUEST, zstage};
+use super::{FORK_REQUEST, vfork, zstage};
 use crate::child::{INIT_PATH, Step, run_step, stage};
 use crate::landlock::LandlockRules;
 use crate::seccomp::{self, Profile, SeccompProgram};
@@ -37,7 +38,7 @@ struct Pending {
     result: Option<RawFd>,
     /// Open `cgroup.procs` of each directory of the run's cgroup (opened by the supervisor).
     procs: Vec<RawFd>,
-    /// The forked child writes the run's pid here for the zygote.
+    /// The forked child writes the init's pid here for the zygote.
     handoff: (RawFd, RawFd),
 }
 
@@ -333,14 +334,14 @@ pub(crate) fn adopt(child: libc::pid_t) {
     });
 }
 
-/// A handoff's pipe is readable: the run's pid, or end of file if its child failed before
-/// forking the run's process (it reported why on the status pipe itself).
+/// A handoff's pipe is readable: the init's pid, or end of file if its child failed before
+/// starting it (it reported why on the status pipe itself).
 fn settle(state: &mut State, h: Handoff) {
     let mut pid = [0u8; 4];
     let told = matches!(sys::read_full(h.pipe, &mut pid), Ok(4));
     sys::close(h.pipe);
-    // It exits as soon as it has told (or failed): reaped now, so that its zombie no longer
-    // counts in the run's cgroup, whose pids limit is the run's own (and its init's).
+    // It exits as soon as it has told (or failed): reaped now, so that its zombie does not
+    // hold a pid of the zygote's (it never joins the run's cgroup; the init does).
     let _ = sys::wait4(h.child, false);
     state.forked.retain(|&c| c != h.child);
     if !told {
@@ -402,14 +403,6 @@ pub(crate) fn enter() -> i32 {
         sys::close(h.status);
     }
     sys::close(p.handoff.0);
-    for &fd in &p.procs {
-        // "0" is the writer itself; the descriptor was opened by the supervisor, whose
-        // credentials the kernel checks.
-        if let Err(e) = sys::write_all(fd, b"0") {
-            fail(p.status, (zstage::CGROUP_ATTACH, e));
-        }
-        sys::close(fd);
-    }
     if let Err(e) = own_user_namespace() {
         fail(p.status, (zstage::USER_NS, e));
     }
@@ -426,51 +419,27 @@ pub(crate) fn enter() -> i32 {
     if let Err(e) = sys::unshare(flags) {
         fail(p.status, (zstage::UNSHARE, e));
     }
-    // SAFETY: this process is single-threaded (a fork of the single-threaded zygote).
-    match unsafe { sys::fork() } {
-        Err(e) => fail(p.status, (zstage::FORK, e)),
+    let (argv, envp) = ([INIT_PATH.as_ptr(), std::ptr::null()], [std::ptr::null()]);
+    // SAFETY: this process is single-threaded (a fork of the single-threaded zygote), and the
+    // arrays are NULL-terminated.
+    match unsafe { vfork::start_init_and_fork(p.status, &p.procs, INIT_PATH, &argv, &envp) } {
+        Err(vfork::Failed::Cgroup(e)) => fail(p.status, (zstage::CGROUP_ATTACH, e)),
+        Err(vfork::Failed::Fork(e)) => fail(p.status, (zstage::FORK, e)),
+        Err(vfork::Failed::Init(e)) => fail(p.status, (stage::INIT, e)),
         Ok(0) => {
+            // The run's process, pid 2, the init's child.
             sys::close(p.handoff.1);
             let mut status = p.status;
             if let Err(e) = isolate(state, &p, &mut status) {
                 fail(status, e)
             }
-            become_init(status)
-        }
-        Ok(pid) => {
-            let _ = sys::write_all(p.handoff.1, &pid.to_ne_bytes());
-            sys::exit_now(0)
-        }
-    }
-}
-
-/// In the run's process, isolated: forks the run off as pid 2 (returning 0 there, to the
-/// interpreter) and executes the sandbox's init as pid 1, which writes the run's wait status
-/// on `status` (the same frame the zygote writes, and before it: the zygote's own, for the
-/// init's exit, comes second and is not read).
-fn become_init(status: RawFd) -> i32 {
-    // SAFETY: this process is single-threaded (a fork of the single-threaded zygote).
-    let failed = |fd, e| -> ! {
-        tell_error(fd, stage::INIT, e);
-        sys::exit_now(127)
-    };
-    match unsafe { sys::fork() } {
-        Err(e) => failed(status, e),
-        Ok(0) => {
+            // Only the init reports how the run ended.
             sys::close(status);
-            // A session of its own, led by it, as in a cold run.
-            if sys::setsid().is_err() {
-                sys::exit_now(127)
-            }
             0
         }
-        Ok(_) => {
-            if let Err(e) = sys::dup2(status, 0) {
-                failed(status, e)
-            }
-            sys::close_range(1, u32::MAX);
-            let (argv, envp) = ([INIT_PATH.as_ptr(), std::ptr::null()], [std::ptr::null()]);
-            failed(0, sys::execve(INIT_PATH, &argv, &envp))
+        Ok(init) => {
+            let _ = sys::write_all(p.handoff.1, &init.to_ne_bytes());
+            sys::exit_now(0)
         }
     }
 }
@@ -510,11 +479,11 @@ fn at(stage: u32) -> impl Fn(i32) -> (u32, i32) {
     move |e| (stage, e)
 }
 
-/// The run's process, pid 1 of its pid namespace: everything a cold run's child does after
+/// The run's process, pid 2 of its pid namespace: everything a cold run's child does after
 /// its root is built, in the same order, ending with the run filter.
 ///
-/// No parent-death signal: its parent exits at once (it would fire then), and the zygote it is
-/// re-parented to is its sandbox's pid 1, whose death kills it with the whole pid namespace.
+/// No parent-death signal: its parent is its namespace's init, whose death kills it with the
+/// whole namespace.
 fn isolate(state: &State, p: &Pending, status: &mut RawFd) -> StageResult {
     sys::setsid().map_err(at(stage::SETSID))?;
 

@@ -17,6 +17,8 @@ pub mod ffi;
 #[cfg(feature = "zygote-lib")]
 mod inside;
 mod spec;
+#[cfg(feature = "zygote-lib")]
+mod vfork;
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -1,0 +1,231 @@
+//! Starting a zygote run's pid namespace with one copy of the interpreter, not two.
+//!
+//! The run's process must be a fork of the interpreter and the child of the sandbox's init,
+//! which is pid 1 of a fresh pid namespace and an executed image of its own. Only pid 1 (or a
+//! child of it) can make its children: an orphan is re-parented to the reaper of its *parent's*
+//! namespace, so a process forked beside the init by the namespace's creator would end up the
+//! zygote's. Forking pid 1 off as the interpreter and forking again from it for the run copies
+//! the interpreter's page tables twice. Instead pid 1 starts as a vfork-style clone that shares
+//! this process's memory and stack (so nothing is copied), forks the run's process from there
+//! (the one copy), and then executes the init, which ends the sharing.
+//!
+//! From the compiler's point of view [`start_init_and_fork`] returns once in each process: the
+//! clone happens inside one `asm!` block, the shared child runs only below this stack's live
+//! part and never returns into it, and the run's process, a copy made before that child wrote
+//! anything but its own stack, leaves the block as from a fork.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+use crate::sys;
+
+unsafe extern "C" {
+    /// glibc's fork without atfork handlers (2.34), async-signal-safe; unlike a raw `clone`
+    /// it keeps the thread descriptor's tid and robust-mutex list right in the child.
+    fn _Fork() -> libc::pid_t;
+}
+
+/// What pid 1 needs, prepared before it is cloned, and what it reports back in this memory.
+#[repr(C)]
+struct Plan {
+    status: RawFd,
+    procs: *const RawFd,
+    procs_len: usize,
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    /// Set by pid 1 when it fails: where (one of `AT_*`) and the errno.
+    failed_at: u32,
+    errno: i32,
+}
+
+const AT_CGROUP: u32 = 1;
+const AT_FORK: u32 = 2;
+const AT_EXEC: u32 = 3;
+
+/// Where it failed; nothing of the namespace is left.
+pub(crate) enum Failed {
+    /// pid 1 could not join the run's cgroup.
+    Cgroup(i32),
+    /// No pid 1 or no run's process.
+    Fork(i32),
+    /// The init could not be executed (the run's process was killed with the namespace).
+    Init(i32),
+}
+
+/// In a process that has unshared a pid namespace (and is single-threaded): starts pid 1 of
+/// it, which joins the run's cgroup (a `"0"` written to each of `procs`, so that only it and
+/// the run's process count there, not this one), forks the run's process as pid 2 and
+/// executes `path` with `status` at descriptor 0 and nothing else open. Returns pid 1's pid
+/// here once it has executed the init, and `Ok(0)` in the run's process. On failure pid 1 has
+/// been reaped.
+///
+/// # Safety
+///
+/// The calling process must be single-threaded (both new processes copy this thread alone),
+/// and `argv` and `envp` NULL-terminated arrays of pointers to C strings.
+pub(crate) unsafe fn start_init_and_fork(
+    status: RawFd,
+    procs: &[RawFd],
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> Result<libc::pid_t, Failed> {
+    let mut plan = Plan {
+        status,
+        procs: procs.as_ptr(),
+        procs_len: procs.len(),
+        path: path.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        failed_at: 0,
+        errno: 0,
+    };
+    let plan_ptr: *mut Plan = &mut plan;
+    let flags = (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as usize;
+    // SAFETY: see the module comment. `clone` without a stack runs the child on this stack,
+    // sharing memory, while this thread is suspended until the child executes or exits. The
+    // child moves its stack pointer below this frame's red zone before calling `pid_one`,
+    // which never returns in it; only the run's process returns from `pid_one` (with 0), and
+    // it restores the stack pointer it had at the clone. Every register the block or the call
+    // may change is declared clobbered.
+    let ret = unsafe { clone_vfork(flags, plan_ptr) };
+    if ret == 0 {
+        return Ok(0);
+    }
+    if ret < 0 {
+        return Err(Failed::Fork(-(ret as i32)));
+    }
+    let pid = ret as libc::pid_t;
+    // SAFETY: pid 1 has executed or exited (vfork), so nothing writes `plan` any more; the
+    // reads are volatile because the writes came from another process's view of this memory.
+    let (at, errno) = unsafe {
+        (
+            std::ptr::read_volatile(&raw const (*plan_ptr).failed_at),
+            std::ptr::read_volatile(&raw const (*plan_ptr).errno),
+        )
+    };
+    if at == 0 {
+        return Ok(pid);
+    }
+    let _ = sys::wait4(pid, false);
+    Err(match at {
+        AT_CGROUP => Failed::Cgroup(errno),
+        AT_FORK => Failed::Fork(errno),
+        _ => Failed::Init(errno),
+    })
+}
+
+/// pid 1 of the new namespace, on the shared stack: joins the run's cgroup, forks the run's
+/// process (returning 0 in it) and executes the init, or reports in `plan` why not and exits.
+/// Only system calls and writes to `plan`: everything else in this memory is the cloning
+/// process's.
+extern "C" fn pid_one(plan: *mut Plan) -> libc::c_int {
+    // SAFETY: `plan` points at the cloning process's live `Plan` (this process shares its
+    // memory until it executes the init or exits).
+    let p = unsafe { &mut *plan };
+    let fail = |p: &mut Plan, at: u32, errno: i32| -> ! {
+        // SAFETY: volatile, since the cloning process reads them after this process is gone.
+        unsafe {
+            std::ptr::write_volatile(&raw mut p.errno, errno);
+            std::ptr::write_volatile(&raw mut p.failed_at, at);
+        }
+        sys::exit_now(127)
+    };
+    // SAFETY: the caller's slice, alive in the cloning process's frame.
+    let procs = unsafe { std::slice::from_raw_parts(p.procs, p.procs_len) };
+    for &fd in procs {
+        // "0" is the writer itself; the descriptor was opened by the supervisor, whose
+        // credentials the kernel checks.
+        if let Err(e) = sys::write_all(fd, b"0") {
+            fail(p, AT_CGROUP, e);
+        }
+    }
+    // SAFETY: _Fork is async-signal-safe and touches only the calling thread's descriptor,
+    // whose tid it rewrites in the child's copy.
+    let pid = unsafe { _Fork() };
+    if pid == 0 {
+        return 0;
+    }
+    if pid < 0 {
+        fail(p, AT_FORK, sys::errno());
+    }
+    if p.status != 0
+        && let Err(e) = sys::dup2(p.status, 0)
+    {
+        fail(p, AT_EXEC, e);
+    }
+    sys::close_range(1, u32::MAX);
+    // SAFETY: the caller of `start_init_and_fork` guarantees NULL-terminated arrays.
+    unsafe { libc::execve(p.path, p.argv, p.envp) };
+    fail(p, AT_EXEC, sys::errno())
+}
+
+/// `clone(flags)` on this stack; in the child, `pid_one(plan)` below the red zone. Returns the
+/// child's pid (or `-errno`) here, and `pid_one`'s 0 in the run's process.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone_vfork(flags: usize, plan: *mut Plan) -> isize {
+    let ret: isize;
+    // SAFETY: the caller's contract (see `start_init_and_fork`).
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            // The shared child: below the red zone, 16-byte aligned for the call.
+            "mov r12, rsp",
+            "sub rsp, 512",
+            "and rsp, -16",
+            "mov rdi, r13",
+            "call {pid_one}",
+            // Only the run's process gets here, with 0.
+            "mov rsp, r12",
+            "movsxd rax, eax",
+            "2:",
+            pid_one = sym pid_one,
+            inlateout("rax") libc::SYS_clone as isize => ret,
+            in("rdi") flags,
+            in("rsi") 0usize,
+            in("rdx") 0usize,
+            in("r10") 0usize,
+            in("r8") 0usize,
+            in("r13") plan,
+            out("r12") _,
+            clobber_abi("C"),
+        );
+    }
+    ret
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe fn clone_vfork(flags: usize, plan: *mut Plan) -> isize {
+    let ret: isize;
+    // SAFETY: the caller's contract (see `start_init_and_fork`).
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            "cbnz x0, 2f",
+            // The shared child: well below this frame, 16-byte aligned for the call.
+            "mov x20, sp",
+            "sub x9, x20, #512",
+            "and sp, x9, #-16",
+            "mov x0, x21",
+            "bl {pid_one}",
+            // Only the run's process gets here, with 0.
+            "mov sp, x20",
+            "sxtw x0, w0",
+            "2:",
+            pid_one = sym pid_one,
+            in("x8") libc::SYS_clone as usize,
+            inlateout("x0") flags => ret,
+            in("x1") 0usize,
+            in("x2") 0usize,
+            in("x3") 0usize,
+            in("x4") 0usize,
+            in("x21") plan,
+            out("x20") _,
+            clobber_abi("C"),
+        );
+    }
+    ret
+}
