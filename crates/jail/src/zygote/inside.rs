@@ -3,9 +3,9 @@
 //!
 //! The zygote is a single-threaded interpreter that has imported the run's packages and never
 //! runs user code. For each run, [`next`] receives the run's descriptors, the interpreter forks,
-//! and the child calls [`enter`]: it moves itself into the run's cgroup, unshares a user
-//! namespace of its own and, in it, fresh mount, pid, ipc, uts (and network) namespaces, and
-//! starts the namespace's pid 1, which forks the run's process as pid 2 and then executes the
+//! and the child calls [`enter`]: it unshares a user namespace of its own and, in it, fresh
+//! mount, pid, ipc, uts (and network) namespaces, and starts the namespace's pid 1, which
+//! joins the run's cgroup, forks the run's process as pid 2 and then executes the
 //! sandbox's init (`vfork`: one copy of the interpreter). The child tells the zygote the
 //! init's pid and exits. The init is re-parented to the zygote (pid 1 of its sandbox), which
 //! [`adopt`]s it: it waits on its pidfd (inside [`next`], between requests) and writes its
