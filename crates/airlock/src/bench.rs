@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// index); `--package ''` skips those rows.
     #[arg(long, default_value = "pandas==2.2.3")]
     package: String,
+    /// Calls of the decorated-call row (`add(2, 3)` through the `airlock` Python package, run by
+    /// the bench's interpreter or `AIRLOCK_BENCH_PYTHON`); 0 skips it.
+    #[arg(long, default_value_t = 100)]
+    decorated_runs: usize,
 }
 
 struct Stat {
@@ -239,7 +243,16 @@ pub fn main(args: BenchArgs) -> i32 {
         .map(|(m, _)| m)
         .unwrap_or(f64::NAN);
 
-    let warm = if args.warm_runs > 0 {
+    // Before the warm rows: the Python package runs its own engine, which must not compete
+    // with the bench's Scheduler (that one is not started yet).
+    let decorated = (args.decorated_runs > 0).then(|| {
+        let python = std::env::var("AIRLOCK_BENCH_PYTHON")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| py.clone());
+        crate::bench_decorated::row(&python, args.decorated_runs)
+    });
+    let mut warm = if args.warm_runs > 0 {
         crate::bench_warm::measure(&crate::bench_warm::WarmPlan {
             runs: args.warm_runs,
             seconds: args.sustain_seconds,
@@ -249,6 +262,10 @@ pub fn main(args: BenchArgs) -> i32 {
     } else {
         Vec::new()
     };
+    // Beside the other round trip (after `print(1)`'s row).
+    if let Some(row) = decorated {
+        warm.insert(warm.len().min(1), row);
+    }
     let fast_moves = jail::probe::cgroup_moves_fast();
     let warm_json: Vec<_> = warm
         .iter()
@@ -313,14 +330,18 @@ pub fn main(args: BenchArgs) -> i32 {
         }
         if !warm.is_empty() {
             println!();
+            let width = warm
+                .iter()
+                .map(|w| w.name.chars().count())
+                .fold(38, usize::max);
             println!(
-                "{:<38} {:>10} {:>10} {:>10} {:>9}",
-                "warm (in-process Scheduler)", "median ms", "p90 ms", "p99 ms", "runs/s"
+                "{:<width$} {:>10} {:>10} {:>10} {:>9}",
+                "warm (pooled sandboxes)", "median ms", "p90 ms", "p99 ms", "runs/s"
             );
             let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
             for w in &warm {
                 println!(
-                    "{:<38} {:>10} {:>10} {:>10} {:>9}  {}",
+                    "{:<width$} {:>10} {:>10} {:>10} {:>9}  {}",
                     w.name,
                     f(w.median_ms),
                     f(w.p90_ms),

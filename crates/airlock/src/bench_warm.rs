@@ -1,9 +1,10 @@
 //! The warm rows of `airlock bench`: runs through the `Scheduler` with warm pools, in-process,
 //! as the Python package and the HTTP service use it.
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use runtime::{Language, RunRequest, Scheduler, SchedulerConfig, SessionOptions, Status};
+use runtime::{Language, RunRequest, Scheduler, SchedulerConfig, SessionOptions, Status, language};
 
 /// One measured row: name, samples in milliseconds (sorted), and a note.
 pub struct WarmRow {
@@ -90,7 +91,8 @@ pub fn measure(plan: &WarmPlan) -> Vec<WarmRow> {
     })
 }
 
-/// The package rows: `import NAME` with the package trusted (zygote) and not (use-once).
+/// The package rows: `import NAME` with the package trusted (zygote) and not (use-once), and
+/// a second cold run with the same packages, which must install nothing.
 async fn package_rows(sched: &Scheduler, spec: &str, plan: &WarmPlan) -> Vec<WarmRow> {
     // The distribution's name as a module name (`pandas` of `pandas==2.2.3`).
     let module: String = spec
@@ -129,12 +131,24 @@ async fn package_rows(sched: &Scheduler, spec: &str, plan: &WarmPlan) -> Vec<War
         return vec![failed(&format!("runs with {spec}"), why)];
     }
     vec![
+        second_run_row(spec, &code, plan.runs.min(5)).await,
         round_trip_row(
             &format!("warm run, {module} imported (trusted: zygote)"),
             sched,
             &trusted,
             plan.runs,
             "no import-time penalty beyond the zygote's",
+        )
+        .await,
+        // Fewer: each run's replacement imports the package before it counts as ready.
+        round_trip_row(
+            &format!("warm run, {module} imported (default: use-once)"),
+            sched,
+            &untrusted,
+            plan.runs.min(20),
+            // A use-once sandbox says it is ready only after its preload, and the prewarm
+            // before each run waits for ready sandboxes: the import is off the clock.
+            &format!("each sandbox had imported {module} before its run"),
         )
         .await,
         sustained_row(
@@ -154,6 +168,72 @@ async fn package_rows(sched: &Scheduler, spec: &str, plan: &WarmPlan) -> Vec<War
         )
         .await,
     ]
+}
+
+/// `runs` cold `airlock run --package SPEC` processes, after the environment was built: each
+/// must find it (`environment_cached`) and spend no install time. The columns are each run's
+/// `timing.install_ms` (finding the environment); the note gives the whole run's time too,
+/// which includes importing the package (a cold run has no zygote).
+async fn second_run_row(spec: &str, code: &str, runs: usize) -> WarmRow {
+    let name = "second run, same packages";
+    let me = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return failed(name, format!("cannot find airlock's own binary: {e}")),
+    };
+    let python = match language::locate(Language::Python) {
+        Ok(i) => i.executable.clone(),
+        Err(e) => return failed(name, e.to_string()),
+    };
+    let (spec, code) = (spec.to_string(), code.to_string());
+    let measured = tokio::task::spawn_blocking(move || {
+        let (mut install, mut whole, mut cached) = (Vec::new(), Vec::new(), 0usize);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let out = Command::new(&me)
+                .args(["run", "--json", "--package", &spec, "-c", &code])
+                .env("AIRLOCK_PYTHON", &python)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|e| format!("starting {}: {e}", me.display()))?;
+            whole.push(t.elapsed().as_secs_f64() * 1e3);
+            let res: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+                format!(
+                    "`airlock run --json` printed no result ({e}; exit {:?}): {}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })?;
+            if res["status"] != "ok" {
+                return Err(format!(
+                    "the run ended {}: {}",
+                    res["status"],
+                    res["stderr"].as_str().unwrap_or_default().trim()
+                ));
+            }
+            cached += usize::from(res["environment_cached"] == true);
+            install.push(res["timing"]["install_ms"].as_f64().unwrap_or(f64::NAN));
+        }
+        Ok((install, whole, cached))
+    })
+    .await;
+    let (install, mut whole, cached) = match measured {
+        Ok(Ok(m)) => m,
+        Ok(Err(why)) => return failed(name, why),
+        Err(e) => return failed(name, format!("the runs' thread failed: {e}")),
+    };
+    whole.sort_by(f64::total_cmp);
+    let n = install.len();
+    let mut sorted = install.clone();
+    sorted.sort_by(f64::total_cmp);
+    let note = format!(
+        "environment cached: {cached} of {n} runs; install_ms p50 {}; whole cold run p50 {} ms \
+         (imports it itself: no zygote)",
+        pct(&sorted, 0.5).map_or("-".into(), |x| format!("{x:.2}")),
+        pct(&whole, 0.5).map_or("-".into(), |x| format!("{x:.0}")),
+    );
+    latency_row(name, install, note)
 }
 
 /// Median, p90 and p99 of `runs` round trips of `r`, each from a full, idle pool.
@@ -271,7 +351,7 @@ async fn sustained_row(
     }
 }
 
-fn failed(name: &str, why: String) -> WarmRow {
+pub(crate) fn failed(name: &str, why: String) -> WarmRow {
     WarmRow {
         name: name.into(),
         median_ms: None,

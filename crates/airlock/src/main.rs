@@ -1,6 +1,7 @@
 //! The `airlock` command line: a thin face over the runtime.
 
 mod bench;
+mod bench_decorated;
 mod bench_warm;
 mod doctor;
 mod env;

@@ -1,15 +1,17 @@
 """Round-trip latency of a decorated call, `add(2, 3)`, against DESIGN §10's target (p50 <= 3 ms).
 
-    python3 crates/python/bench/roundtrip.py [--runs 200] [--back-to-back]
+    python3 crates/python/bench/roundtrip.py [--runs 200] [--back-to-back] [--json]
 
 By default each call finds a full warm pool whose interpreters have finished starting
 (refilled off the clock, then `--settle` seconds), so what is measured is the round trip
 itself: pickle the call, hand it to a pre-started sandbox, run it, decode the result. `--back-to-back` calls
 without waiting, so refills compete with the calls (two cores). For comparison the script also
-times `airlock.run("print(1)")` the same way, and the host-side share of a call.
+times `airlock.run("print(1)")` the same way, and the host-side share of a call. `--json` prints
+the rows as one JSON object instead of a table (`airlock bench` runs this script that way).
 """
 
 import argparse
+import json
 import statistics
 import time
 
@@ -45,6 +47,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--back-to-back", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ap.add_argument(
         "--settle",
         type=float,
@@ -85,13 +88,25 @@ def main():
         dec.append((time.perf_counter() - t) * 1e3)
 
     mode = "back to back" if a.back_to_back else f"full pool, settled {a.settle} s, before each call"
+    table = [(name, samples[name]) for name, _, _ in rows]
+    host = [("host: pickle the call", enc), ("host: decode the result", dec)]
+    if a.json:
+        stats = lambda xs: {"p50_ms": pct(xs, .5), "p90_ms": pct(xs, .9), "p99_ms": pct(xs, .99)}  # noqa: E731
+        out = {
+            "runs": a.runs,
+            "mode": mode,
+            "rows": [{"name": n, **stats(xs), "mean_ms": statistics.mean(xs)} for n, xs in table],
+            "host": [{"name": n, **stats(xs)} for n, xs in host],
+            "target": "decorated call add(2, 3) p50 <= 3 ms",
+        }
+        print(json.dumps(out))
+        return
     print(f"{a.runs} runs each, {mode}")
     print(f"{'row':32} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    for name, _, _ in rows:
-        xs = samples[name]
+    for name, xs in table:
         print(f"{name:32} {pct(xs, .5):8.2f} {pct(xs, .9):8.2f} {pct(xs, .99):8.2f} {statistics.mean(xs):8.2f}")
-    print(f"{'host: pickle the call':32} {pct(enc, .5):8.3f} {pct(enc, .9):8.3f} {pct(enc, .99):8.3f}")
-    print(f"{'host: decode the result':32} {pct(dec, .5):8.3f} {pct(dec, .9):8.3f} {pct(dec, .99):8.3f}")
+    for name, xs in host:
+        print(f"{name:32} {pct(xs, .5):8.3f} {pct(xs, .9):8.3f} {pct(xs, .99):8.3f}")
     print("target (DESIGN §10): decorated call add(2, 3) p50 <= 3 ms")
 
 
