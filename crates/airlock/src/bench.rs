@@ -34,7 +34,7 @@ pub struct BenchArgs {
     package: String,
     /// Calls of the decorated-call row (`add(2, 3)` through the `airlock` Python package, run by
     /// the bench's interpreter or `AIRLOCK_BENCH_PYTHON`); 0 skips it.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 40)]
     decorated_runs: usize,
 }
 

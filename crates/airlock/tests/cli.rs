@@ -284,3 +284,65 @@ both!(output_streams_live, |who| {
     assert_eq!(line, "done\n");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 });
+
+// `airlock bench` works end to end: every row is there and none failed. Structure only; the
+// figures go into notes, never into an assertion. The decorated-call row needs the Python
+// package, which the suite installs only after this binary runs: it may say "skipped".
+both!(bench_prints_every_row_as_json, |who| {
+    let out = airlock(who)
+        .args([
+            "bench",
+            "--json",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--warm-runs",
+            "3",
+            "--sustain-seconds",
+            "0.5",
+            "--package",
+            "",
+            "--decorated-runs",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bench printed no JSON ({e}): {stderr}"));
+    let names = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key} in {v}"))
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for row in ["bare python3 -c pass", "airlock run -c pass"] {
+        assert!(names("rows").iter().any(|n| n == row), "no {row:?}: {v}");
+    }
+    for r in v["rows"].as_array().unwrap() {
+        assert!(
+            r["error"].is_null() || !r["name"].as_str().unwrap().starts_with("airlock"),
+            "an airlock row failed: {r}"
+        );
+    }
+    for row in [
+        "warm Scheduler.run(\"print(1)\")",
+        "decorated call add(2, 3) (Python pkg)",
+        "sustained fresh-sandbox runs",
+        "session call (state kept)",
+    ] {
+        assert!(names("warm").iter().any(|n| n == row), "no {row:?}: {v}");
+    }
+    for r in v["warm"].as_array().unwrap() {
+        let note = r["note"].as_str().unwrap_or_default();
+        let measured = r["median_ms"].is_number() || r["per_second"].is_number();
+        assert!(
+            measured || note.starts_with("skipped: "),
+            "a warm row has no figure: {r}"
+        );
+    }
+});
