@@ -349,8 +349,10 @@ pub(crate) fn ensure(
         target: target.clone(),
     };
     let cache = store.root.join("cache").join(tool.name());
-    let network = install_network(w.language, &cfg, &specs)?;
     let mut install = |tmp: &Path, progress: &mut dyn FnMut(&Progress)| {
+        // Only when something is installed: finding the index's hosts may start the host's
+        // Python, which a cached environment should not wait for.
+        let network = install_network(w.language, &cfg, &specs)?;
         let job = match &tool {
             Tool::Uv(uv) => python::job(uv, w.interp, &cfg, &specs),
             Tool::Npm(npm) => node::job(npm, w.interp, &cfg, &specs),
