@@ -59,6 +59,9 @@ struct Pool {
     last_used: Option<Instant>,
     /// When building one of its sandboxes last failed: no refill for `FILL_BACKOFF` after.
     failed_at: Option<Instant>,
+    /// Fills that failed, of either kind (a fork too): a `prewarm` waiting on the pool stops
+    /// at one rather than at its timeout.
+    fill_failures: u64,
     /// The zygote this pool's sandboxes are forked from (Python); shared with the threads
     /// filling the pool, which start it when there is none.
     zygote: ZygoteSlot,
@@ -294,8 +297,9 @@ impl Scheduler {
     }
 
     /// Fills the pool for requests shaped like `template` and waits until `count` sandboxes
-    /// are ready (or `timeout` passes). Returns how many are ready; an error, naming the
-    /// field, for a template no run could have (its code is not looked at).
+    /// are ready (or `timeout` passes, or a fill failed with none under way). Returns how many
+    /// are ready; an error, naming the field, for a template no run could have (its code is
+    /// not looked at).
     pub async fn prewarm(
         &self,
         template: &RunRequest,
@@ -307,17 +311,29 @@ impl Scheduler {
             return Ok(0);
         }
         let key = pool_key(template);
-        {
+        let failures_before = {
             let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
             let pool = pools.entry(key.clone()).or_default();
             pool.template = Some(template.clone());
             pool.last_used = Some(Instant::now());
-        }
+            pool.fill_failures
+        };
         refill(&self.inner, &key);
         let deadline = Instant::now() + timeout;
         loop {
-            let ready = self.ready(template);
-            if ready >= count.min(self.inner.config.pool_size) || Instant::now() >= deadline {
+            let (ready, stuck) = {
+                let pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+                pools.get(&key).map_or((0, true), |p| {
+                    // A fill failed and none is under way: nothing more is coming (a fork
+                    // failure is not retried until the pool is next used).
+                    let stuck = p.fill_failures > failures_before && p.filling == 0;
+                    (p.ready.len(), stuck)
+                })
+            };
+            if ready >= count.min(self.inner.config.pool_size)
+                || stuck
+                || Instant::now() >= deadline
+            {
                 return Ok(ready);
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -524,6 +540,9 @@ fn refill(inner: &Arc<Inner>, key: &str) {
                 return;
             };
             pool.filling -= 1;
+            if made.is_err() {
+                pool.fill_failures += 1;
+            }
             match made {
                 Ok(w) => {
                     pool.failed_at = None;
