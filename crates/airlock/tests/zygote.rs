@@ -105,3 +105,32 @@ both!(a_zygote_child_meets_its_limits, |who| {
     );
     assert_eq!(v["error"]["type"], "MemoryError", "{v}");
 });
+
+// A zygote child's run process is a fork of a `CLONE_VM` clone, which the kernel gives no rseq
+// area: unless it is registered again, glibc's `sched_getcpu` reads a stale CPU. Pinned to each
+// CPU in turn, the program must be told that CPU, and its thread's area must be registered
+// (registering another one is refused).
+both!(a_zygote_child_knows_which_cpu_it_is_on, |who| {
+    let code = r#"
+import ctypes, os, platform
+libc = ctypes.CDLL(None, use_errno=True)
+seen = []
+for cpu in sorted(os.sched_getaffinity(0)):
+    os.sched_setaffinity(0, {cpu})
+    seen.append((cpu, libc.sched_getcpu()))
+print("cpus", all(a == b for a, b in seen), seen)
+nr = {"x86_64": 334, "aarch64": 293}[platform.machine()]
+sig = {"x86_64": 0x53053053, "aarch64": 0xd428bc00}[platform.machine()]
+buf = ctypes.create_string_buffer(96)
+area = (ctypes.addressof(buf) + 31) & ~31
+rc = libc.syscall(ctypes.c_long(nr), ctypes.c_void_p(area), ctypes.c_uint32(32), 0, ctypes.c_uint32(sig))
+# EBUSY, or EINVAL for a length other than the registered area's: either way one is there.
+print("rseq", "registered already" if rc != 0 and ctypes.get_errno() in (16, 22) else (rc, ctypes.get_errno()))
+"#;
+    for args in [&["--pool"][..], &[][..]] {
+        let v = py_with(who, args, code);
+        let out = ok_stdout(&v);
+        assert!(out.contains("cpus True"), "{args:?}: {out}");
+        assert!(out.contains("rseq registered already"), "{args:?}: {out}");
+    }
+});

@@ -419,6 +419,12 @@ pub(crate) fn enter() -> i32 {
     if let Err(e) = sys::unshare(flags) {
         fail(p.status, (zstage::UNSHARE, e));
     }
+    // pid 1 shares this memory until it executes the init, with capabilities in the new user
+    // namespace and outside the run's Landlock domain: nothing may open its /proc/<pid>/mem
+    // meanwhile. The run's process becomes dumpable again for `isolate`, which ends it.
+    if let Err(e) = sys::prctl(libc::PR_SET_DUMPABLE, 0) {
+        fail(p.status, (zstage::USER_NS, e));
+    }
     let (argv, envp) = ([INIT_PATH.as_ptr(), std::ptr::null()], [std::ptr::null()]);
     // SAFETY: this process is single-threaded (a fork of the single-threaded zygote), and the
     // arrays are NULL-terminated.
@@ -429,6 +435,11 @@ pub(crate) fn enter() -> i32 {
         Ok(0) => {
             // The run's process, pid 2, the init's child.
             sys::close(p.handoff.1);
+            if let Err(e) =
+                sys::prctl(libc::PR_SET_DUMPABLE, 1).and_then(|()| vfork::register_rseq())
+            {
+                fail(p.status, (zstage::FORK, e));
+            }
             let mut status = p.status;
             if let Err(e) = isolate(state, &p, &mut status) {
                 fail(status, e)

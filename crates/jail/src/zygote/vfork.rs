@@ -23,6 +23,53 @@ unsafe extern "C" {
     /// glibc's fork without atfork handlers (2.34), async-signal-safe; unlike a raw `clone`
     /// it keeps the thread descriptor's tid and robust-mutex list right in the child.
     fn _Fork() -> libc::pid_t;
+    /// Where glibc keeps each thread's rseq area, from the thread pointer, and its size (0 when
+    /// glibc did not register one); both 2.35.
+    static __rseq_offset: isize;
+    static __rseq_size: u32;
+}
+
+/// The signature glibc registers rseq with (the kernel checks it at every abort).
+#[cfg(target_arch = "x86_64")]
+const RSEQ_SIG: u32 = 0x5305_3053;
+#[cfg(target_arch = "aarch64")]
+const RSEQ_SIG: u32 = 0xd428_bc00;
+/// The smallest length the kernel accepts (the original `struct rseq`).
+const RSEQ_MIN_LEN: u32 = 32;
+
+/// Registers this thread's rseq area again, in the run's process. A `CLONE_VM` child starts
+/// without one, and the run's process inherits that through `_Fork`, while glibc still takes
+/// the area as registered: `sched_getcpu` would read a stale CPU and rseq critical sections
+/// would lose their restarts.
+pub(crate) fn register_rseq() -> sys::SysResult {
+    // SAFETY: plain reads of two glibc variables that are written once, at its start.
+    let (offset, size) = unsafe { (__rseq_offset, __rseq_size) };
+    if size == 0 {
+        return Ok(());
+    }
+    let area = thread_pointer().wrapping_offset(offset);
+    // SAFETY: `area` is this thread's rseq area inside its glibc thread descriptor, which
+    // lives as long as the thread; the kernel only writes within the length given.
+    let ret = unsafe { libc::syscall(libc::SYS_rseq, area, size.max(RSEQ_MIN_LEN), 0, RSEQ_SIG) };
+    match ret {
+        0 => Ok(()),
+        // Already registered (a kernel that kept it), or a kernel without rseq.
+        _ if matches!(sys::errno(), libc::EBUSY | libc::ENOSYS) => Ok(()),
+        _ => Err(sys::errno()),
+    }
+}
+
+fn thread_pointer() -> *mut u8 {
+    let tp: *mut u8;
+    // SAFETY: reads the thread pointer: glibc's TCB starts with a pointer to itself (x86_64),
+    // or the register holds it (aarch64).
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        core::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
+        #[cfg(target_arch = "aarch64")]
+        core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, preserves_flags));
+    }
+    tp
 }
 
 /// What pid 1 needs, prepared before it is cloned, and what it reports back in this memory.
