@@ -134,3 +134,21 @@ print("rseq", "registered already" if rc != 0 and ctypes.get_errno() in (16, 22)
         assert!(out.contains("rseq registered already"), "{args:?}: {out}");
     }
 });
+
+// pid 1 of a zygote run starts from the interpreter's process, which ignores SIGPIPE and
+// SIGXFSZ and holds a full bounding set in its namespace: the init must still start as a cold
+// run's does, with every signal at its default, none blocked, and no capability at all.
+both!(a_zygote_childs_init_starts_like_a_cold_one, |who| {
+    let code = r#"
+keys = ("SigBlk", "SigIgn", "SigCgt", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+print({l.split(":")[0]: l.split()[1] for l in open("/proc/1/status") if l.startswith(keys)})
+"#;
+    let cold = ok_stdout(&py_with(who, &[], code));
+    let pooled = ok_stdout(&py_with(who, &["--pool"], code));
+    assert!(cold.contains("'SigIgn': '0000000000000000'"), "{cold}");
+    assert!(cold.contains("'CapBnd': '0000000000000000'"), "{cold}");
+    assert_eq!(
+        pooled, cold,
+        "the pooled run's init differs from the cold one's"
+    );
+});

@@ -568,6 +568,23 @@ pub(crate) fn reset_signals() {
     };
 }
 
+/// Sets the signal mask (one 64-bit set, as the kernel takes it) and returns the previous one.
+#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
+pub(crate) fn set_signal_mask(mask: u64) -> u64 {
+    let mut old: u64 = 0;
+    // SAFETY: 8-byte signal sets passed by pointer; the kernel ignores SIGKILL and SIGSTOP.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask as *const u64,
+            &mut old as *mut u64,
+            8,
+        )
+    };
+    old
+}
+
 pub(crate) fn execve(
     path: &CStr,
     argv: &[*const libc::c_char],

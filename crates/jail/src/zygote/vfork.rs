@@ -130,6 +130,9 @@ pub(crate) unsafe fn start_init_and_fork(
     };
     let plan_ptr: *mut Plan = &mut plan;
     let flags = (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as usize;
+    // As posix_spawn does: no signal handler of the interpreter may run in pid 1 while it
+    // shares this memory; pid 1 resets every disposition before it unblocks them.
+    let mask = sys::set_signal_mask(u64::MAX);
     // SAFETY: see the module comment. `clone` without a stack runs the child on this stack,
     // sharing memory, while this thread is suspended until the child executes or exits. The
     // child moves its stack pointer below this frame's red zone before calling `pid_one`,
@@ -137,6 +140,7 @@ pub(crate) unsafe fn start_init_and_fork(
     // it restores the stack pointer it had at the clone. Every register the block or the call
     // may change is declared clobbered.
     let ret = unsafe { clone_vfork(flags, plan_ptr) };
+    sys::set_signal_mask(mask);
     if ret == 0 {
         return Ok(0);
     }
@@ -196,6 +200,12 @@ extern "C" fn pid_one(plan: *mut Plan) -> libc::c_int {
     }
     if pid < 0 {
         fail(p, AT_FORK, sys::errno());
+    }
+    // The init starts as a cold run's does: every signal at its default, none blocked (the
+    // interpreter ignores SIGPIPE and SIGXFSZ), and an empty bounding set.
+    sys::reset_signals();
+    if let Err(e) = sys::drop_all_caps() {
+        fail(p, AT_EXEC, e);
     }
     if p.status != 0
         && let Err(e) = sys::dup2(p.status, 0)
