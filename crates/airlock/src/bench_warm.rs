@@ -240,13 +240,11 @@ async fn second_run_row(spec: &str, code: &str, runs: usize) -> WarmRow {
         Err(e) => return failed(name, format!("the runs' thread failed: {e}")),
     };
     whole.sort_by(f64::total_cmp);
-    let n = install.len();
-    let mut sorted = install.clone();
-    sorted.sort_by(f64::total_cmp);
+    // The row's columns are the install_ms figures themselves.
     let note = format!(
-        "environment cached: {cached} of {n} runs; install_ms p50 {}; whole cold run p50 {} ms \
+        "environment cached: {cached} of {} runs; columns: install_ms; whole cold run p50 {} ms \
          (imports it itself: no zygote)",
-        pct(&sorted, 0.5).map_or("-".into(), |x| format!("{x:.2}")),
+        install.len(),
         pct(&whole, 0.5).map_or("-".into(), |x| format!("{x:.0}")),
     );
     latency_row(name, install, note)

@@ -555,21 +555,10 @@ pub(crate) fn reset_signals() {
             )
         };
     }
-    let empty: u64 = 0;
-    // SAFETY: an empty 8-byte signal set, passed by pointer.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null::<u8>(),
-            8,
-        )
-    };
+    set_signal_mask(0);
 }
 
 /// Sets the signal mask (one 64-bit set, as the kernel takes it) and returns the previous one.
-#[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
 pub(crate) fn set_signal_mask(mask: u64) -> u64 {
     let mut old: u64 = 0;
     // SAFETY: 8-byte signal sets passed by pointer; the kernel ignores SIGKILL and SIGSTOP.
