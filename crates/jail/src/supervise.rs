@@ -45,6 +45,10 @@ pub struct Outcome {
     pub timed_out: bool,
     /// The memory limit was hit (the kernel's OOM killer acted inside the sandbox).
     pub memory_limit: bool,
+    /// The sandbox's init ended before it could report the program's status (it was killed
+    /// from outside the sandbox, say): `exit_code` and `signal` are the init's, and how the
+    /// program itself ended is unknown. Never set for a run that timed out.
+    pub init_died: bool,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
@@ -220,6 +224,10 @@ pub(crate) mod report {
     pub const STATUS: u8 = b'S';
     /// `E`, stage, errno: setting the child up failed before any user code ran.
     pub const ERROR: u8 = b'E';
+    /// `I`, wait status, 0: the sandbox's init ended with that status (a zygote writes this
+    /// after the init's own `S` frame for the program, or alone when the init died first).
+    #[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
+    pub const INIT: u8 = b'I';
 
     #[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]
     pub fn encode(tag: u8, a: i32, b: i32) -> [u8; LEN] {
@@ -308,6 +316,8 @@ impl Watch<'_> {
         let mut chunk = vec![0u8; 64 * 1024];
         let mut timed_out = false;
         let mut status = None;
+        // The init ended without the program's status.
+        let mut init_died = false;
         let mut exited_at = None;
         let mut reaped = false;
         let exit_fd = match self.exit {
@@ -382,14 +392,17 @@ impl Watch<'_> {
                         })?;
                         reaped |= s.is_some();
                         // Its rusage counts the program (reaped by it) and the init itself.
-                        s.map(|(init, rusage)| {
-                            (report.and_then(program_status).unwrap_or(init), rusage)
+                        s.map(|(init, rusage)| match report.map(program_status) {
+                            Some(Some(program)) => (program, rusage, false),
+                            Some(None) => (init, rusage, true),
+                            None => (init, rusage, false),
                         })
                     }
                     Exit::Reported { fd } => read_report(fd, timed_out)?,
                 };
-                if ended.is_some() {
-                    status = ended;
+                if let Some((wstatus, rusage, died)) = ended {
+                    status = Some((wstatus, rusage));
+                    init_died = died;
                     exited_at = Some(Instant::now());
                 }
             }
@@ -431,6 +444,7 @@ impl Watch<'_> {
             signal,
             timed_out,
             memory_limit,
+            init_died: init_died && !timed_out,
             stdout: out.kept.finish(),
             stderr: err.kept.finish(),
             stdout_truncated: out.kept.truncated(),
@@ -457,8 +471,9 @@ fn frame_if_ready(fd: RawFd) -> sys::SysResult<Option<(usize, [u8; report::LEN])
     sys::read_full(fd, &mut frame).map(|n| Some((n, frame)))
 }
 
-/// Reads a zygote child's status frame once its pipe is readable (`None`: not yet).
-fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage)>> {
+/// Reads a zygote child's first status frame once its pipe is readable (`None`: not yet): the
+/// wait status, and whether it is the init's own (it died before reporting the program's).
+fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage, bool)>> {
     let Some((n, frame)) = frame_if_ready(fd).map_err(|e| {
         JailError::host(
             "reading the run's status from the zygote",
@@ -472,7 +487,7 @@ fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage)>> {
         // The zygote closed the pipe without a word: it died (killing the run with it), or
         // the run was killed before the zygote could watch it.
         if killed {
-            return Ok(Some((libc::SIGKILL, empty_rusage())));
+            return Ok(Some((libc::SIGKILL, empty_rusage(), false)));
         }
         return Err(JailError::host(
             "supervising a zygote child",
@@ -483,7 +498,8 @@ fn read_report(fd: RawFd, killed: bool) -> Result<Option<(i32, libc::rusage)>> {
         ));
     }
     match report::decode(&frame) {
-        (report::STATUS, wstatus, _) => Ok(Some((wstatus, empty_rusage()))),
+        (report::STATUS, wstatus, _) => Ok(Some((wstatus, empty_rusage(), false))),
+        (report::INIT, wstatus, _) => Ok(Some((wstatus, empty_rusage(), true))),
         (_, stage, errno) => Err(JailError::Setup {
             stage: crate::zygote::stage_name(stage as u32),
             detail: " (zygote child)".into(),

@@ -177,6 +177,42 @@ def test_os_exit_without_a_result():
     assert e.value.error_type == "NoResult"
 
 
+def test_a_sandbox_killed_from_outside_says_so():
+    import signal
+    import threading
+    import time
+
+    @airlock.sandbox
+    def waits():
+        import ctypes
+        import time
+
+        ctypes.CDLL(None).prctl(15, b"victim-call", 0, 0, 0)
+        time.sleep(30)
+
+    def kill_its_init():
+        # The call's process is named victim-call; its parent is the sandbox's init.
+        for _ in range(3000):
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        stat = f.read()
+                except OSError:
+                    continue
+                if "(victim-call)" in stat:
+                    os.kill(int(stat.rsplit(")", 1)[1].split()[1]), signal.SIGKILL)
+                    return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_its_init)
+    killer.start()
+    with pytest.raises(airlock.SandboxExecutionError) as e:
+        waits()
+    killer.join()
+    assert e.value.error_type == "SandboxKilled"
+    assert "killed from outside (signal 9)" in str(e.value)
+
+
 def test_unencodable_result_is_a_serialization_error_with_a_hint():
     @airlock.sandbox
     def returns_object():

@@ -71,6 +71,9 @@ pub struct Ending {
     pub signal: Option<i32>,
     pub timed_out: bool,
     pub memory_limit: bool,
+    /// The sandbox's init died before it reported the program's status: `exit_code` and
+    /// `signal` are the init's.
+    pub init_died: bool,
     pub network_none: bool,
     pub timeout_secs: f64,
     pub memory_mb: u64,
@@ -80,8 +83,8 @@ pub struct Ending {
 ///
 /// None when the run succeeded (exit 0, no timeout, no memory limit) and nothing went wrong.
 /// Precedence: timeout, then the memory limit (unless the language itself reported running
-/// out of memory), then a signal (unless the language reported running out of memory), then
-/// the error parsed from stderr, then a bare non-zero exit code.
+/// out of memory), then the sandbox's init dying, then a signal (unless the language reported
+/// running out of memory), then the error parsed from stderr, then a bare non-zero exit code.
 pub fn diagnose(lang: Language, stderr: &str, ending: &Ending) -> Option<ErrorInfo> {
     if ending.timed_out {
         let mut info = ErrorInfo::new("Timeout", timeout_message(ending));
@@ -89,6 +92,7 @@ pub fn diagnose(lang: Language, stderr: &str, ending: &Ending) -> Option<ErrorIn
         return Some(info);
     }
     let failed = ending.memory_limit
+        || ending.init_died
         || ending.signal.is_some()
         || ending.exit_code.is_some_and(|code| code != 0);
     if !failed && ending.exit_code == Some(0) {
@@ -99,6 +103,11 @@ pub fn diagnose(lang: Language, stderr: &str, ending: &Ending) -> Option<ErrorIn
         match parsed {
             Some(p) if is_memory_kind(&p.kind) => p,
             _ => ErrorInfo::new("MemoryLimit", memory_message(ending)),
+        }
+    } else if ending.init_died {
+        ErrorInfo {
+            hint: Some(INIT_DIED_HINT.into()),
+            ..ErrorInfo::new("SandboxKilled", init_died_message(ending))
         }
     } else if let Some(sig) = ending.signal {
         match parsed {
@@ -149,6 +158,24 @@ fn memory_message(ending: &Ending) -> String {
     } else {
         "exceeded the memory limit".to_string()
     }
+}
+
+/// Why a sandbox's init dies: nothing inside the sandbox can signal it, and the memory limit
+/// would have been reported as such.
+const INIT_DIED_HINT: &str = "something outside the sandbox ended it: the host's OOM killer \
+     (see dmesg), an administrator or a service manager; or the program lowered the init's CPU \
+     limit (prlimit). Run it again if it should have finished";
+
+fn init_died_message(ending: &Ending) -> String {
+    let how = match (ending.signal, ending.exit_code) {
+        (Some(sig), _) => format!("was {}", signal_message(sig)),
+        (None, Some(code)) => format!("exited with code {code}"),
+        (None, None) => "ended".to_string(),
+    };
+    format!(
+        "the sandbox's init (pid 1) {how} before the program ended; how the program itself \
+         ended is unknown"
+    )
 }
 
 fn signal_message(sig: i32) -> String {
@@ -2148,6 +2175,50 @@ mod tests {
         assert_eq!(signal_name(0), None);
         assert_eq!(signal_name(-3), None);
         assert_eq!(signal_name(31), Some("SIGSYS"));
+    }
+
+    #[test]
+    fn an_init_that_died_is_the_sandbox_killed_not_the_programs_signal() {
+        let died = Ending {
+            signal: Some(9),
+            init_died: true,
+            memory_mb: 512,
+            ..Ending::default()
+        };
+        // Whatever the program printed before, the init's end is the news.
+        let e = diagnose(
+            Language::Python,
+            "Traceback (most recent call last):\n",
+            &died,
+        )
+        .unwrap();
+        assert_eq!(e.kind, "SandboxKilled");
+        assert_eq!(
+            e.message,
+            "the sandbox's init (pid 1) was killed by signal 9 (SIGKILL) before the program \
+             ended; how the program itself ended is unknown"
+        );
+        assert!(!hint(&e).contains("memory limit"), "{e:?}");
+        // The memory limit still comes first: the OOM killer is then the reason.
+        let oom = Ending {
+            memory_limit: true,
+            ..died
+        };
+        assert_eq!(
+            diagnose(Language::Python, "", &oom).unwrap().kind,
+            "MemoryLimit"
+        );
+        let exited = Ending {
+            exit_code: Some(1),
+            init_died: true,
+            ..Ending::default()
+        };
+        assert!(
+            diagnose(Language::Shell, "", &exited)
+                .unwrap()
+                .message
+                .starts_with("the sandbox's init (pid 1) exited with code 1 before")
+        );
     }
 
     #[test]

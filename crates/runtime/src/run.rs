@@ -92,6 +92,7 @@ pub(crate) fn result_from(req: &RunRequest, outcome: jail::Outcome, pool: &str) 
         signal: outcome.signal,
         timed_out: outcome.timed_out,
         memory_limit: outcome.memory_limit,
+        init_died: outcome.init_died,
         network_none: network::effective_mode(req) == NetworkMode::None,
         timeout_secs: req.timeout.as_secs_f64(),
         memory_mb: req.memory_mb,
@@ -101,7 +102,7 @@ pub(crate) fn result_from(req: &RunRequest, outcome: jail::Outcome, pool: &str) 
         Status::Timeout
     } else if outcome.memory_limit {
         Status::MemoryLimit
-    } else if outcome.signal.is_some() {
+    } else if outcome.signal.is_some() || outcome.init_died {
         Status::Killed
     } else if outcome.exit_code == Some(0) {
         Status::Ok
@@ -111,7 +112,8 @@ pub(crate) fn result_from(req: &RunRequest, outcome: jail::Outcome, pool: &str) 
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     RunResult {
         status,
-        exit_code: outcome.exit_code,
+        // An init's own exit code is not the program's.
+        exit_code: outcome.exit_code.filter(|_| !outcome.init_died),
         signal: outcome.signal,
         stdout: String::from_utf8_lossy(&outcome.stdout).into_owned(),
         error: diagnose::diagnose(req.language, &stderr, &ending),

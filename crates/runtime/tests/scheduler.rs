@@ -205,7 +205,9 @@ async fn kill_mid_run(
     r: &RunRequest,
     victims: impl Fn(&[(i32, i32, String, String)]) -> Vec<i32>,
 ) -> (airlock_runtime::RunResult, String) {
-    assert!(s.prewarm(r, 1, Duration::from_secs(60)).await.unwrap() >= 1);
+    if s.config().pool_size > 0 {
+        assert!(s.prewarm(r, 1, Duration::from_secs(60)).await.unwrap() >= 1);
+    }
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     let (s2, r2) = (s.clone(), r.clone());
@@ -241,8 +243,7 @@ fn killing_a_warm_sandbox_mid_run_is_a_clear_error_and_the_pool_recovers() {
             our_children_running(procs, "/airlock/agent.js")
         })
         .await;
-        assert_eq!(out.status, Status::Killed, "{out:?}");
-        assert_eq!(out.signal, Some(9));
+        assert_killed_from_outside(&out);
         // Never silently re-run: its output appeared once.
         assert_eq!(printed.lines().count(), 1, "{printed:?}");
         // And the pool serves the next run.
@@ -250,6 +251,31 @@ fn killing_a_warm_sandbox_mid_run_is_a_clear_error_and_the_pool_recovers() {
         let next = run(&s, req(Language::JavaScript, "console.log('next')")).await;
         assert_eq!(next.stdout, "next\n", "{next:?}");
     });
+}
+
+/// The run's result when its sandbox's init was killed: not passed off as the program's own
+/// signal (nor, without a word, as the memory limit).
+fn assert_killed_from_outside(out: &airlock_runtime::RunResult) {
+    assert_eq!(out.status, Status::Killed, "{out:?}");
+    assert_eq!(out.signal, Some(9));
+    assert_eq!(
+        out.exit_code, None,
+        "the init's exit code is not the program's"
+    );
+    let e = out.error.as_ref().expect("an error saying what happened");
+    assert_eq!(e.kind, "SandboxKilled", "{e:?}");
+    assert!(
+        e.message
+            .contains("init (pid 1) was killed by signal 9 (SIGKILL)")
+            && e.message.contains("unknown"),
+        "{e:?}"
+    );
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("outside the sandbox")
+    );
 }
 
 /// A Python run that names its process (`comm`) so a test can find it, prints once, sleeps.
@@ -273,6 +299,30 @@ fn killing_a_zygote_child_mid_run_is_a_clear_error_and_the_pool_recovers() {
         assert_eq!(printed.lines().count(), 1, "never re-run: {printed:?}");
         let next = run(&s, req(Language::Python, "print('next')")).await;
         assert_eq!(next.stdout, "next\n", "{next:?}");
+    });
+}
+
+#[test]
+fn killing_a_runs_init_mid_run_says_the_sandbox_was_killed_cold_and_from_a_zygote() {
+    rt().block_on(async {
+        for pool_size in [0, 1] {
+            let s = sched(pool_size);
+            let r = req(Language::Python, VICTIM);
+            // The run's init is the victim's parent (from a zygote, a child of the zygote's).
+            let (out, printed) = kill_mid_run(&s, &r, |procs| {
+                procs
+                    .iter()
+                    .filter(|p| p.2 == "victim-run")
+                    .map(|p| p.1)
+                    .collect()
+            })
+            .await;
+            assert_eq!(out.pool, if pool_size == 0 { "cold" } else { "warm" });
+            assert_killed_from_outside(&out);
+            assert_eq!(printed.lines().count(), 1, "never re-run: {printed:?}");
+            let next = run(&s, req(Language::Python, "print('next')")).await;
+            assert_eq!(next.stdout, "next\n", "{next:?}");
+        }
     });
 }
 

@@ -250,9 +250,10 @@ fn reap(state: &mut State) {
     }
 }
 
-/// Writes a run's wait status for the supervisor and lets go of it.
+/// Writes the run's init's wait status for the supervisor (after the init's own frame for the
+/// program, unless the init died first) and lets go of the run.
 fn report_end(run: Running, wstatus: i32) {
-    let _ = sys::write_all(run.status, &report::encode(report::STATUS, wstatus, 0));
+    let _ = sys::write_all(run.status, &report::encode(report::INIT, wstatus, 0));
     sys::close(run.pidfd);
     sys::close(run.status);
     run.namespaces.into_iter().for_each(sys::close);

@@ -333,6 +333,14 @@ class _Spec:
                 "it was not decoded"
             )
         if status == "killed":
+            err = d.get("error") or {}
+            if err.get("type") == "SandboxKilled":
+                raise SandboxExecutionError(
+                    f"the sandbox of {self.name}() was killed from outside (signal {d['signal']}) "
+                    "before it returned",
+                    error_type="SandboxKilled",
+                    result=result,
+                )
             raise SandboxExecutionError(
                 f"{self.name}() was killed by signal {d['signal']} before it returned",
                 error_type="Killed",

@@ -198,6 +198,7 @@ impl Call {
                 outcome.exit_code = end.exit_code;
                 outcome.signal = end.signal;
                 outcome.memory_limit = end.memory_limit;
+                outcome.init_died = end.init_died;
                 outcome.timed_out = end.timed_out;
                 outcome.usage = end.usage;
             }
