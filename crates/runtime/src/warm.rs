@@ -342,10 +342,13 @@ impl Warm {
         }
         let framed = match req.language {
             Language::Shell => self.control.write_all(&req.code),
-            _ => self
-                .control
-                .write_all(&(req.code.len() as u64).to_be_bytes())
-                .and_then(|()| self.control.write_all(&req.code)),
+            // One write: the agent wakes once, for the whole frame.
+            _ => {
+                let mut frame = Vec::with_capacity(8 + req.code.len());
+                frame.extend_from_slice(&(req.code.len() as u64).to_be_bytes());
+                frame.extend_from_slice(&req.code);
+                self.control.write_all(&frame)
+            }
         };
         if framed.is_err() {
             return Err(Undelivered);
