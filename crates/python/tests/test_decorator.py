@@ -402,6 +402,27 @@ def test_pandas_dataframe_as_dict_and_the_hint_for_a_raw_frame():
     assert "to_dict" in str(e.value)
 
 
+def _runner_was_preloaded():
+    import sys
+
+    return sys.modules["_airlock_runner"]._state.get("preloaded", False)
+
+
+@pytest.mark.parametrize(
+    "deps",
+    [
+        None,  # a zygote's child
+        pytest.param(["requests==2.31.0"], marks=pytest.mark.registry),  # a use-once sandbox
+    ],
+)
+def test_a_call_finds_the_runner_loaded_before_it_arrived(deps):
+    # The sandbox's program is pid 2 (airlock's init is pid 1): it must still preload, or
+    # every call with dependencies pays for importing cloudpickle.
+    probe = airlock.sandbox(dependencies=deps)(_runner_was_preloaded)
+    probe.prewarm(1, 120)
+    assert probe() is True
+
+
 @pytest.mark.registry
 def test_two_functions_share_one_environment():
     deps = ["requests==2.31.0"]
