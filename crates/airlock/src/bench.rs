@@ -250,7 +250,7 @@ pub fn main(args: BenchArgs) -> i32 {
             .ok()
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| py.clone());
-        crate::bench_decorated::row(&python, args.decorated_runs)
+        crate::bench_decorated::rows(&python, args.decorated_runs)
     });
     let mut warm = if args.warm_runs > 0 {
         crate::bench_warm::measure(&crate::bench_warm::WarmPlan {
@@ -263,8 +263,9 @@ pub fn main(args: BenchArgs) -> i32 {
         Vec::new()
     };
     // Beside the other round trip (after `print(1)`'s row).
-    if let Some(row) = decorated {
-        warm.insert(warm.len().min(1), row);
+    if let Some(rows) = decorated {
+        let at = warm.len().min(1);
+        warm.splice(at..at, rows);
     }
     let fast_moves = jail::probe::cgroup_moves_fast();
     let warm_json: Vec<_> = warm

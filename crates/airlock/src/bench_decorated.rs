@@ -7,59 +7,81 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::bench_warm::{WarmRow, failed};
+use crate::bench_warm::{BUSY_GAP, IDLE_GAP, WarmRow, failed};
 
 const SCRIPT: &str = include_str!("../../python/bench/roundtrip.py");
 /// The script's row for the decorated call, and the one for `airlock.run("print(1)")`.
 const SCRIPT_ROW: &str = "@sandbox add(2, 3)";
 const SCRIPT_PRINT_ROW: &str = "airlock.run(\"print(1)\")";
 const NAME: &str = "decorated call add(2, 3) (Python pkg)";
+const IDLE_NAME: &str = "decorated call add(2, 3), idle first";
 
-/// `runs` calls of `add(2, 3)` by `python` (each from a full, settled pool, as the script does),
-/// with the script's p50, p90 and p99. A `python` that cannot import `airlock` skips the row.
-pub fn row(python: &str, runs: usize) -> WarmRow {
-    let skipped = |why: String| WarmRow {
-        note: format!("skipped: {why}"),
-        ..failed(NAME, String::new())
-    };
+/// The decorated-call rows: `runs` calls of `add(2, 3)` by `python`, each from a full pool that
+/// settled for the warm rows' gaps (as busy a caller as theirs, then a rare one), with the
+/// script's p50, p90 and p99. A `python` that cannot import `airlock` skips them.
+pub fn rows(python: &str, runs: usize) -> Vec<WarmRow> {
+    if let Some(why) = unusable(python) {
+        return [NAME, IDLE_NAME]
+            .into_iter()
+            .map(|name| WarmRow {
+                note: format!("skipped: {why}"),
+                ..failed(name, String::new())
+            })
+            .collect();
+    }
+    vec![
+        row(python, runs, NAME, BUSY_GAP),
+        row(python, runs, IDLE_NAME, IDLE_GAP),
+    ]
+}
+
+/// Why `python` cannot run the script, if it cannot.
+fn unusable(python: &str) -> Option<String> {
     match output(python, &["-c", "import airlock"], Duration::from_secs(60)) {
-        Err(e) => return skipped(e),
-        Ok((status, _, _)) if status.success() => {}
+        Err(e) => Some(e),
+        Ok((status, _, _)) if status.success() => None,
         Ok((_, _, stderr)) => {
             let last = stderr.trim().lines().last().unwrap_or_default().to_string();
             let why = match last.contains("No module named 'airlock'") {
                 true => String::new(),
                 false => format!(" ({last})"),
             };
-            return skipped(format!(
+            Some(format!(
                 "the airlock Python package is not importable by {python}{why}: pip install \
                  ./crates/python"
-            ));
+            ))
         }
     }
-    // Three rows of `runs` calls, each after a refill and the script's 0.3 s settle, plus its
-    // start and the pools' first fill; far more than that means it is stuck.
-    let limit = Duration::from_secs(120) + Duration::from_secs(3) * runs as u32;
+}
+
+/// The script's `add(2, 3)` row, as `NAME`, when every call finds a pool that settled `gap`.
+fn row(python: &str, runs: usize, name: &str, gap: Duration) -> WarmRow {
+    // Three rows of `runs` calls, each after a refill and the settle, plus its start and the
+    // pools' first fill; far more than that means it is stuck.
+    let limit = Duration::from_secs(120) + (Duration::from_secs(2) + gap * 3) * runs as u32;
     let runs_arg = runs.to_string();
-    let args = ["-c", SCRIPT, "--json", "--runs", &runs_arg];
+    let settle = format!("{}", gap.as_secs_f64());
+    let args = [
+        "-c", SCRIPT, "--json", "--runs", &runs_arg, "--settle", &settle,
+    ];
     let (stdout, stderr) = match output(python, &args, limit) {
         Ok((status, stdout, stderr)) if status.success() => (stdout, stderr),
         Ok((status, _, stderr)) => {
             return failed(
-                NAME,
+                name,
                 format!(
                     "the decorated-call script failed under {python} ({status}): {}",
                     tail(&stderr)
                 ),
             );
         }
-        Err(e) => return failed(NAME, e),
+        Err(e) => return failed(name, e),
     };
     let parsed: serde_json::Value = match serde_json::from_str(stdout.trim()) {
         Ok(v) => v,
         Err(e) => {
             return failed(
-                NAME,
+                name,
                 format!(
                     "the decorated-call script printed no JSON ({e}): {}{}",
                     tail(&stdout),
@@ -72,7 +94,7 @@ pub fn row(python: &str, runs: usize) -> WarmRow {
     let find = |name: &str| rows.iter().find(|r| r["name"] == name);
     let Some(add) = find(SCRIPT_ROW) else {
         return failed(
-            NAME,
+            name,
             format!("the script's JSON has no {SCRIPT_ROW:?} row: {parsed}"),
         );
     };
@@ -82,7 +104,7 @@ pub fn row(python: &str, runs: usize) -> WarmRow {
             format!("; {SCRIPT_PRINT_ROW} p50 {x:.2} ms")
         });
     WarmRow {
-        name: NAME.into(),
+        name: name.into(),
         median_ms: add["p50_ms"].as_f64(),
         p90_ms: add["p90_ms"].as_f64(),
         p99_ms: add["p99_ms"].as_f64(),

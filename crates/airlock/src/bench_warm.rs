@@ -251,9 +251,9 @@ async fn second_run_row(spec: &str, code: &str, runs: usize) -> WarmRow {
 }
 
 /// The pause before each measured round trip: the pool has settled, the machine not gone idle.
-const BUSY_GAP: Duration = Duration::from_millis(10);
-/// A rare caller's pause (the decorated-call script's settle is 300 ms too).
-const IDLE_GAP: Duration = Duration::from_millis(300);
+pub(crate) const BUSY_GAP: Duration = Duration::from_millis(10);
+/// A rare caller's pause (the decorated-call rows settle for both).
+pub(crate) const IDLE_GAP: Duration = Duration::from_millis(300);
 
 /// Median, p90 and p99 of `runs` round trips of `r`, each from a full pool after `gap`.
 async fn round_trip_row(

@@ -332,6 +332,7 @@ both!(bench_prints_every_row_as_json, |who| {
     for row in [
         "warm Scheduler.run(\"print(1)\")",
         "decorated call add(2, 3) (Python pkg)",
+        "decorated call add(2, 3), idle first",
         "sustained fresh-sandbox runs",
         "session call (state kept)",
     ] {
