@@ -41,6 +41,25 @@ fn warm_runs_in_every_language() {
 }
 
 #[test]
+fn a_warm_run_gets_code_larger_than_one_read() {
+    rt().block_on(async {
+        let s = sched(1);
+        // Past the agent's first read (64 KiB) and a pipe's buffer: the frame arrives in parts.
+        let text = "a".repeat(3 << 20);
+        for (lang, code) in [
+            (Language::Python, format!("x = '{text}'\nprint(len(x))")),
+            (Language::JavaScript, format!("const x = '{text}';\nconsole.log(x.length)")),
+        ] {
+            let r = req(lang, &code);
+            assert_eq!(s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap(), 1);
+            let out = run(&s, r).await;
+            assert_eq!(out.pool, "warm", "{lang:?}");
+            assert_eq!(out.stdout, format!("{}\n", 3 << 20), "{lang:?}: {out:?}");
+        }
+    });
+}
+
+#[test]
 fn warm_errors_look_like_cold_ones() {
     rt().block_on(async {
         let s = sched(1);
