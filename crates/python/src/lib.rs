@@ -525,27 +525,34 @@ impl Engine {
         let rt = runtime(py)?;
         let req = request.with(code.to_vec(), files, py);
         let sink = output_sink(on_stdout, on_stderr);
-        let mut task = rt.spawn(async move { scheduler.run(req, sink).await });
+        // Polled on this thread (not spawned onto the runtime's), so the run's worker wakes
+        // the caller directly when it ends: two thread hand-offs fewer per run.
+        let mut run = std::pin::pin!(scheduler.run(req, sink));
         loop {
             let waited = py.detach(|| {
-                rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut task).await })
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut run).await })
+                }))
             });
             match waited {
                 Ok(Ok(Ok(result))) => return result_dict(py, result),
                 Ok(Ok(Err(e))) => return Err(engine_error(py, &e)),
-                Ok(Err(join)) => {
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
                     return Err(make_error(
                         py,
                         "SandboxError",
-                        &format!("the run's task failed: {join}"),
+                        &format!("the run failed inside the engine: {why}"),
                         None,
                     ));
                 }
-                Err(_elapsed) => {
-                    if let Err(e) = py.check_signals() {
-                        task.abort(); // drops the run: its sandbox is killed
-                        return Err(e);
-                    }
+                Ok(Err(_elapsed)) => {
+                    // Returning drops the run, which kills its sandbox.
+                    py.check_signals()?;
                 }
             }
         }

@@ -48,7 +48,10 @@ fn a_warm_run_gets_code_larger_than_one_read() {
         let text = "a".repeat(3 << 20);
         for (lang, code) in [
             (Language::Python, format!("x = '{text}'\nprint(len(x))")),
-            (Language::JavaScript, format!("const x = '{text}';\nconsole.log(x.length)")),
+            (
+                Language::JavaScript,
+                format!("const x = '{text}';\nconsole.log(x.length)"),
+            ),
         ] {
             let r = req(lang, &code);
             assert_eq!(s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap(), 1);
