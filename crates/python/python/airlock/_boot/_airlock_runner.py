@@ -37,15 +37,15 @@ def preload():
     _state["preloaded"] = True
 
 
-def _sample(a, b):
-    return a + b
-
-
 def _sample_payload():
-    """A call of `_sample(2, 3)` as the host would send it (made once, by `preload`)."""
+    """A call of `add(2, 3)` as the host would send it (made once, by `preload`): a nested
+    function, so it travels by value as the caller's functions do."""
     import base64
 
-    call = {"fn": _sample, "args": (2, 3), "kwargs": {}, "is_async": False, "sources": {}}
+    def add(a, b):
+        return a + b
+
+    call = {"fn": add, "args": (2, 3), "kwargs": {}, "is_async": False, "sources": {}}
     data = _HEADER + b"%d.%d\n" % sys.version_info[:2] + _cloudpickle().dumps(call)
     return base64.b64encode(data).decode()
 
