@@ -82,6 +82,8 @@ pub struct Sandbox {
     /// Where the sandbox's init writes the program's wait status (`None` for a zygote, which
     /// is its namespace's init itself).
     pub(crate) report: Option<OwnedFd>,
+    /// Set by [`Killer::kill`]: the run was ended on purpose (cancelled, closed, shut down).
+    pub(crate) killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub(crate) _identity: HostIdentity,
 }
 
@@ -226,6 +228,7 @@ impl Sandbox {
         ));
 
         let mut sandbox = Sandbox {
+            killed: Default::default(),
             pid,
             pidfd,
             stdout: Some(stdout_read),
@@ -478,7 +481,10 @@ impl Sandbox {
     /// A handle that kills this sandbox from any thread (cancellation), even while another
     /// thread waits on it. Killing a sandbox that already ended does nothing.
     pub fn killer(&self) -> Killer {
-        Killer(KillTarget::Pidfd(std::sync::Arc::clone(&self.pidfd)))
+        Killer {
+            target: KillTarget::Pidfd(std::sync::Arc::clone(&self.pidfd)),
+            asked: std::sync::Arc::clone(&self.killed),
+        }
     }
 
     /// Kills every process of the sandbox now.
@@ -511,7 +517,11 @@ impl Drop for Sandbox {
 /// Kills one sandbox: SIGKILL to its init, whose pid namespace takes every other process with
 /// it; for a zygote's child, every process of its cgroup.
 #[derive(Clone, Debug)]
-pub struct Killer(KillTarget);
+pub struct Killer {
+    target: KillTarget,
+    /// Tells the run's supervisor that its init was killed on purpose, not from outside.
+    asked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
 
 #[derive(Clone, Debug)]
 enum KillTarget {
@@ -521,23 +531,30 @@ enum KillTarget {
 }
 
 impl Killer {
-    pub(crate) fn of_cgroup(cg: Option<&std::sync::Arc<Cgroup>>) -> Killer {
-        Killer(KillTarget::Cgroup(
-            cg.map_or_else(std::sync::Weak::new, std::sync::Arc::downgrade),
-        ))
+    pub(crate) fn of_cgroup(
+        cg: Option<&std::sync::Arc<Cgroup>>,
+        asked: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Killer {
+        Killer {
+            target: KillTarget::Cgroup(
+                cg.map_or_else(std::sync::Weak::new, std::sync::Arc::downgrade),
+            ),
+            asked: std::sync::Arc::clone(asked),
+        }
     }
 
     /// Whether the sandbox's init has not been reaped yet (a zombie counts): while it has not,
     /// its pid is its own, so what `/proc/<pid>` said was about it.
     pub fn not_reaped(&self) -> bool {
-        match &self.0 {
+        match &self.target {
             KillTarget::Pidfd(fd) => sys::pidfd_send_signal(fd.as_raw_fd(), 0).is_ok(),
             KillTarget::Cgroup(cg) => cg.strong_count() > 0,
         }
     }
 
     pub fn kill(&self) {
-        match &self.0 {
+        self.asked.store(true, std::sync::atomic::Ordering::SeqCst);
+        match &self.target {
             // The pidfd names exactly that process, so a reused pid is never hit.
             KillTarget::Pidfd(fd) => {
                 let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);

@@ -47,7 +47,8 @@ pub struct Outcome {
     pub memory_limit: bool,
     /// The sandbox's init ended before it could report the program's status (it was killed
     /// from outside the sandbox, say): `exit_code` and `signal` are the init's, and how the
-    /// program itself ended is unknown. Never set for a run that timed out.
+    /// program itself ended is unknown. Never set for a run that timed out or that its
+    /// [`crate::Killer`] killed.
     pub init_died: bool,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
@@ -206,14 +207,15 @@ impl Capture {
 pub(crate) enum Exit {
     /// The sandbox's init is our child: its pidfd becomes readable, then `wait4` reaps it.
     /// The program's own status is the [`report`] frame the init wrote on `report` before it
-    /// exited (none when it was killed first: its own status is the run's then).
+    /// exited (none when the init died first: the outcome then says `init_died`).
     Child {
         pid: libc::pid_t,
         pidfd: RawFd,
         report: Option<RawFd>,
     },
-    /// A zygote child: its reporter writes one [`report`] frame on this pipe (EOF without one
-    /// means the reporter itself was killed).
+    /// A zygote child: the run's init writes an `S` [`report`] frame on this pipe, then the
+    /// zygote an `I` frame for the init's own exit (alone when the init died first); `E` when
+    /// the child's setup failed. EOF without a frame means the zygote itself was killed.
     Reported { fd: RawFd },
 }
 
@@ -254,6 +256,9 @@ pub(crate) struct Watch<'a> {
     pub cgroup: Option<&'a Cgroup>,
     /// Kills every process of the run (on timeout).
     pub kill: &'a dyn Fn(),
+    /// Set when the run was killed on purpose (its [`crate::Killer`]): its init's death is
+    /// then no news.
+    pub killed: &'a std::sync::atomic::AtomicBool,
     pub started: Instant,
     pub released: Instant,
     pub execed: Instant,
@@ -290,6 +295,7 @@ impl Sandbox {
             },
             cgroup: self.cgroup.as_ref(),
             kill: &kill,
+            killed: &self.killed,
             started: self.started,
             released: self.released,
             execed: self.execed,
@@ -444,7 +450,9 @@ impl Watch<'_> {
             signal,
             timed_out,
             memory_limit,
-            init_died: init_died && !timed_out,
+            init_died: init_died
+                && !timed_out
+                && !self.killed.load(std::sync::atomic::Ordering::SeqCst),
             stdout: out.kept.finish(),
             stderr: err.kept.finish(),
             stdout_truncated: out.kept.truncated(),

@@ -858,6 +858,9 @@ fn close_ends_a_call_in_progress() {
             .expect("close waited for the call");
         let r = running.await.unwrap().expect("the call's result");
         assert_ne!(r.status, Status::Ok, "{r:?}");
+        // Its own close ended it: nothing outside the sandbox did.
+        let kind = r.error.as_ref().map(|e| e.kind.as_str());
+        assert_ne!(kind, Some("SandboxKilled"), "{r:?}");
         assert!(live_session_sandboxes().is_empty());
     });
 }

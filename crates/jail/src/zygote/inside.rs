@@ -28,7 +28,7 @@ use crate::sys;
 
 /// Descriptors of one run, as the supervisor sent them.
 struct Pending {
-    /// Write end of the status pipe: only the reporter keeps it.
+    /// Write end of the status pipe: only the run's init and the zygote keep it.
     status: RawFd,
     stdout: RawFd,
     stderr: RawFd,
@@ -445,7 +445,7 @@ pub(crate) fn enter() -> i32 {
             if let Err(e) = isolate(state, &p, &mut status) {
                 fail(status, e)
             }
-            // Only the init reports how the run ended.
+            // Only the init (and then the zygote, for the init) reports how the run ended.
             sys::close(status);
             0
         }

@@ -228,6 +228,7 @@ impl Zygote {
             ready: started,
             born: started,
             cpu_before: CpuBefore::default(),
+            killed: Default::default(),
         };
         child.await_ready()?;
         child.ready = Instant::now();
@@ -257,6 +258,8 @@ pub struct ZygoteChild {
     born: Instant,
     /// What the child's setup used before it was ready: not the run's CPU time.
     cpu_before: CpuBefore,
+    /// Set by its [`Killer`]: the run was ended on purpose.
+    killed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ZygoteChild {
@@ -309,7 +312,7 @@ impl ZygoteChild {
 
     /// Kills the run (everything in its cgroup) from any thread.
     pub fn killer(&self) -> Killer {
-        Killer::of_cgroup(self.cgroup.as_ref())
+        Killer::of_cgroup(self.cgroup.as_ref(), &self.killed)
     }
 
     /// Starts the run's clock now (see `Sandbox::start_clock`).
@@ -332,6 +335,7 @@ impl ZygoteChild {
             },
             cgroup: cgroup.as_deref(),
             kill: &kill,
+            killed: &self.killed,
             started: self.started,
             released: self.ready,
             execed: self.ready,
