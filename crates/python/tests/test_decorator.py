@@ -210,7 +210,7 @@ def test_a_sandbox_killed_from_outside_says_so():
         waits()
     killer.join()
     assert e.value.error_type == "SandboxKilled"
-    assert "killed from outside (signal 9)" in str(e.value)
+    assert "init (pid 1) was killed by signal 9" in str(e.value)
 
 
 def test_unencodable_result_is_a_serialization_error_with_a_hint():

@@ -135,13 +135,58 @@ impl Drop for Queued<'_> {
     }
 }
 
-/// Kills the run's sandbox if the caller stops waiting (the future is dropped).
-struct CancelGuard(Option<Killer>);
+/// The sandbox serving a run, as far as cancelling it goes: the worker records each one it
+/// uses (a warm one, one forked on demand, the cold one it falls back to), and the caller's
+/// future, if it is dropped first, kills the one recorded and any recorded after.
+#[derive(Default)]
+struct RunSlot(std::sync::Mutex<SlotState>);
+
+#[derive(Default)]
+struct SlotState {
+    killer: Option<Killer>,
+    abandoned: bool,
+}
+
+impl RunSlot {
+    fn state(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the sandbox now serving the run. `false` (and that sandbox killed) when the
+    /// caller has stopped waiting.
+    fn hold(&self, k: Killer) -> bool {
+        let mut state = self.state();
+        if state.abandoned {
+            drop(state);
+            k.kill();
+            return false;
+        }
+        state.killer = Some(k);
+        true
+    }
+
+    fn abandon(&self) {
+        let killer = {
+            let mut state = self.state();
+            state.abandoned = true;
+            state.killer.take()
+        };
+        if let Some(k) = killer {
+            k.kill();
+        }
+    }
+}
+
+/// Kills the run's sandbox if the caller stops waiting (the future is dropped) while armed.
+struct CancelGuard {
+    slot: Arc<RunSlot>,
+    armed: bool,
+}
 
 impl Drop for CancelGuard {
     fn drop(&mut self) {
-        if let Some(k) = self.0.take() {
-            k.kill();
+        if self.armed {
+            self.slot.abandon();
         }
     }
 }
@@ -214,22 +259,23 @@ impl Scheduler {
             code: Vec::new(),
             ..req.clone()
         };
-        let mut guard = CancelGuard(warm.as_ref().map(Warm::killer));
-        let (tx, rx) = tokio::sync::oneshot::channel::<Killer>();
-        let task = tokio::task::spawn_blocking(move || execute(req, warm, zygote, on_output, tx));
-        // The cold path reports its sandbox's killer once it has one.
-        if guard.0.is_none()
-            && let Ok(k) = rx.await
-        {
-            guard.0 = Some(k);
+        let slot = Arc::new(RunSlot::default());
+        if let Some(w) = &warm {
+            slot.hold(w.killer());
         }
+        let mut guard = CancelGuard {
+            slot: Arc::clone(&slot),
+            armed: true,
+        };
+        let task =
+            tokio::task::spawn_blocking(move || execute(req, warm, zygote, on_output, &slot));
         let result = task.await.map_err(|e| {
             RuntimeError::host(
                 "the run's worker thread",
                 std::io::Error::other(e.to_string()),
             )
         })?;
-        guard.0 = None; // finished: nothing to cancel
+        guard.armed = false; // finished: nothing to cancel
         self.replenish(&shape);
         result
     }
@@ -464,22 +510,23 @@ fn execute(
     warm: Option<Warm>,
     zygote: Option<Arc<PoolZygote>>,
     mut on_output: OnOutput,
-    killer_tx: tokio::sync::oneshot::Sender<Killer>,
+    slot: &RunSlot,
 ) -> Result<RunResult, RuntimeError> {
-    let mut killer_tx = Some(killer_tx);
-    let warm = warm.or_else(|| {
-        let forked = zygote.and_then(|z| match Warm::fork(&z, &req) {
-            Ok(w) => Some(w),
-            Err(e) => {
+    let gone = || RuntimeError::Busy {
+        why: "the caller stopped waiting for the run".into(),
+    };
+    let warm = match warm {
+        Some(w) => Some(w),
+        None => match zygote.map(|z| Warm::fork(&z, &req)) {
+            Some(Ok(w)) if slot.hold(w.killer()) => Some(w),
+            Some(Ok(_)) => return Err(gone()),
+            Some(Err(e)) => {
                 tracing::warn!("forking a zygote child on demand failed; running cold: {e}");
                 None
             }
-        })?;
-        if let Some(tx) = killer_tx.take() {
-            let _ = tx.send(forked.killer());
-        }
-        Some(forked)
-    });
+            None => None,
+        },
+    };
     if let Some(w) = warm {
         match w.run(&req, &mut on_output) {
             Ok(r) => return Ok(r),
@@ -489,10 +536,9 @@ fn execute(
             }
         }
     }
+    // A sandbox started after the caller stopped waiting is killed at once.
     crate::run::run_with(&req, on_output, |k| {
-        if let Some(tx) = killer_tx.take() {
-            let _ = tx.send(k);
-        }
+        slot.hold(k);
     })
 }
 

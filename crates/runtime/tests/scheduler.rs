@@ -430,25 +430,64 @@ fn zygote_children_keep_the_runs_limits() {
     });
 }
 
+/// A shell run that sleeps for hours, and the number its command line names (unique to this
+/// test process and `base`).
+fn a_long_sleep(base: u32) -> (RunRequest, String) {
+    let marker = format!(
+        "{}.{}",
+        base + std::process::id() % 1000,
+        std::process::id()
+    );
+    (req(Language::Shell, &format!("sleep {marker}")), marker)
+}
+
+/// Whether any process's command line contains `marker`.
+fn a_process_names(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(marker))
+            .unwrap_or(false)
+    })
+}
+
 #[test]
 fn dropping_the_future_kills_the_run() {
     rt().block_on(async {
         let s = sched(0);
-        let marker = format!(
-            "{}.{}",
-            7000 + std::process::id() % 1000,
-            std::process::id()
-        );
-        let r = req(Language::Shell, &format!("sleep {marker}"));
+        let (r, marker) = a_long_sleep(7000);
         let fut = s.run(r, Box::new(|_, _| {}));
         let _ = tokio::time::timeout(Duration::from_millis(700), fut).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let alive = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&marker))
-                .unwrap_or(false)
-        });
-        assert!(!alive, "the cancelled run is still running");
+        assert!(
+            !a_process_names(&marker),
+            "the cancelled run is still running"
+        );
+    });
+}
+
+#[test]
+fn a_run_cancelled_before_its_sandbox_started_never_runs_on() {
+    rt().block_on(async {
+        let s = sched(0);
+        let (r, marker) = a_long_sleep(8000);
+        // Dropped while the worker is still building the cold sandbox: the sandbox it then
+        // starts is killed as soon as it has one.
+        let fut = s.run(r, Box::new(|_, _| {}));
+        let _ = tokio::time::timeout(Duration::from_millis(1), fut).await;
+        let mut seen_gone = 0;
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Gone for a while, not merely not started yet.
+            seen_gone = if a_process_names(&marker) {
+                0
+            } else {
+                seen_gone + 1
+            };
+            if seen_gone >= 100 {
+                break;
+            }
+        }
+        assert!(seen_gone >= 100, "the cancelled run is still running");
     });
 }
 

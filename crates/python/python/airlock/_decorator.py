@@ -335,9 +335,9 @@ class _Spec:
         if status == "killed":
             err = d.get("error") or {}
             if err.get("type") == "SandboxKilled":
+                why = _clean(err.get("message", ""))
                 raise SandboxExecutionError(
-                    f"the sandbox of {self.name}() was killed from outside (signal {d['signal']}) "
-                    "before it returned",
+                    f"the sandbox of {self.name}() ended before it returned ({why})",
                     error_type="SandboxKilled",
                     result=result,
                 )
