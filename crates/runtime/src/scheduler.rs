@@ -165,6 +165,10 @@ impl RunSlot {
         true
     }
 
+    fn abandoned(&self) -> bool {
+        self.state().abandoned
+    }
+
     fn abandon(&self) {
         let killer = {
             let mut state = self.state();
@@ -536,7 +540,11 @@ fn execute(
             }
         }
     }
-    // A sandbox started after the caller stopped waiting is killed at once.
+    // Nothing cold is started for a caller that is gone (no install either); one that goes
+    // while it starts has its sandbox killed as soon as there is one.
+    if slot.abandoned() {
+        return Err(gone());
+    }
     crate::run::run_with(&req, on_output, |k| {
         slot.hold(k);
     })
