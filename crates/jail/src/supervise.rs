@@ -408,7 +408,9 @@ impl Watch<'_> {
                 };
                 if let Some((wstatus, rusage, died)) = ended {
                     status = Some((wstatus, rusage));
-                    init_died = died;
+                    // Read now: a kill asked for after this (while output drains) did not
+                    // cause the death.
+                    init_died = died && !self.killed.load(std::sync::atomic::Ordering::SeqCst);
                     exited_at = Some(Instant::now());
                 }
             }
@@ -450,9 +452,7 @@ impl Watch<'_> {
             signal,
             timed_out,
             memory_limit,
-            init_died: init_died
-                && !timed_out
-                && !self.killed.load(std::sync::atomic::Ordering::SeqCst),
+            init_died: init_died && !timed_out,
             stdout: out.kept.finish(),
             stderr: err.kept.finish(),
             stdout_truncated: out.kept.truncated(),
