@@ -85,7 +85,9 @@ const ZYGOTE_AGE_FACTOR: u32 = 10;
 
 struct Inner {
     config: SchedulerConfig,
-    permits: Semaphore,
+    /// One per run in progress, held by the run's worker: a run whose caller stopped waiting
+    /// keeps its slot until its sandbox is gone.
+    permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     pools: Mutex<HashMap<String, Pool>>,
     /// Sandboxes built for pools since start (for tests and metrics).
@@ -201,7 +203,7 @@ impl Scheduler {
         jail::cgroup::cleanup_stale();
         prepare_descriptor_passing();
         let inner = Arc::new(Inner {
-            permits: Semaphore::new(config.max_concurrent.max(1)),
+            permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
             waiting: AtomicUsize::new(0),
             pools: Mutex::new(HashMap::new()),
             started_warm: AtomicUsize::new(0),
@@ -229,7 +231,7 @@ impl Scheduler {
     ) -> Result<RunResult, RuntimeError> {
         req.validate()?;
         let inner = &self.inner;
-        let _permit = match inner.permits.try_acquire() {
+        let permit = match Arc::clone(&inner.permits).try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 // No free slot: wait in the bounded queue, or refuse at once when it is full.
@@ -244,7 +246,7 @@ impl Scheduler {
                     });
                 }
                 // Leaving the queue (also when the caller gives up waiting) is `queued`'s drop.
-                let permit = inner.permits.acquire().await;
+                let permit = Arc::clone(&inner.permits).acquire_owned().await;
                 drop(queued);
                 permit.map_err(|_| RuntimeError::Busy {
                     why: "the scheduler is shutting down".into(),
@@ -271,8 +273,10 @@ impl Scheduler {
             slot: Arc::clone(&slot),
             armed: true,
         };
-        let task =
-            tokio::task::spawn_blocking(move || execute(req, warm, zygote, on_output, &slot));
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            execute(req, warm, zygote, on_output, &slot)
+        });
         let result = task.await.map_err(|e| {
             RuntimeError::host(
                 "the run's worker thread",
