@@ -52,8 +52,9 @@ else
     m=$(awk -v c="$c" '$3=="cgroup" && (","$4",") ~ (","c",") {print $2; exit}' /proc/mounts)
     [ -n "$m" ] || continue
     mkdir -p "$m/$cgroup"
-    # Not -R: the user's own runs create and remove run-* cgroups below it meanwhile.
+    # Not -R: the user's own runs create and remove run-* cgroups below it meanwhile (a run-*
+    # removed while find lists the directory is no error).
     chown "$uid:$gid" "$m/$cgroup"
-    find "$m/$cgroup" -maxdepth 1 -type f -exec chown "$uid:$gid" {} +
+    find "$m/$cgroup" -ignore_readdir_race -maxdepth 1 -type f -exec chown "$uid:$gid" {} +
   done
 fi
