@@ -239,8 +239,8 @@ pub(crate) fn check_env_name(name: &str) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// The host's memory, read once: every run is validated against it, and reading
-/// `/proc/meminfo` each time is a tenth of a warm run.
+/// The host's memory, read once: every run is validated against it, and a warm run need not
+/// read `/proc/meminfo` on its way.
 fn host_memory_mb() -> u64 {
     static MB: OnceLock<u64> = OnceLock::new();
     *MB.get_or_init(|| {

@@ -303,19 +303,20 @@ fn assert_killed_from_outside(out: &airlock_runtime::RunResult) {
 /// A Python run that names its process (`comm`) so a test can find it, prints once, sleeps.
 const VICTIM: &str = "import ctypes, time\nctypes.CDLL(None).prctl(15, b'victim-run', 0, 0, 0)\nprint('up', flush=True)\ntime.sleep(30)";
 
+/// The processes `VICTIM` named.
+fn victims(
+    procs: &[(i32, i32, String, String)],
+) -> impl Iterator<Item = &(i32, i32, String, String)> {
+    procs.iter().filter(|p| p.2 == "victim-run")
+}
+
 #[test]
 fn killing_a_zygote_child_mid_run_is_a_clear_error_and_the_pool_recovers() {
     rt().block_on(async {
         let s = sched(1);
         let r = req(Language::Python, VICTIM);
-        let (out, printed) = kill_mid_run(&s, &r, |procs| {
-            procs
-                .iter()
-                .filter(|p| p.2 == "victim-run")
-                .map(|p| p.0)
-                .collect()
-        })
-        .await;
+        let (out, printed) =
+            kill_mid_run(&s, &r, |procs| victims(procs).map(|p| p.0).collect()).await;
         assert_eq!(out.status, Status::Killed, "{out:?}");
         assert_eq!(out.signal, Some(9));
         assert_eq!(printed.lines().count(), 1, "never re-run: {printed:?}");
@@ -331,14 +332,8 @@ fn killing_a_runs_init_mid_run_says_the_sandbox_was_killed_cold_and_from_a_zygot
             let s = sched(pool_size);
             let r = req(Language::Python, VICTIM);
             // The run's init is the victim's parent (from a zygote, a child of the zygote's).
-            let (out, printed) = kill_mid_run(&s, &r, |procs| {
-                procs
-                    .iter()
-                    .filter(|p| p.2 == "victim-run")
-                    .map(|p| p.1)
-                    .collect()
-            })
-            .await;
+            let (out, printed) =
+                kill_mid_run(&s, &r, |procs| victims(procs).map(|p| p.1).collect()).await;
             assert_eq!(out.pool, if pool_size == 0 { "cold" } else { "warm" });
             assert_killed_from_outside(&out);
             assert_eq!(printed.lines().count(), 1, "never re-run: {printed:?}");
