@@ -33,7 +33,10 @@ def preload():
     import base64  # noqa: F401
     import traceback  # noqa: F401
 
-    _state["sample"] = _sample_payload()
+    if os.getpid() == 1:
+        # A zygote: its children share the sample call that `rehearse` decodes. A sandbox's
+        # own program makes it only if it rehearses (a cold run never does).
+        _state["sample"] = _sample_payload()
     _state["preloaded"] = True
 
 
