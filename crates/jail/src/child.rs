@@ -230,6 +230,11 @@ pub(crate) fn run(plan: &Plan) -> ! {
         Ok(()) => exec_program(plan),
         Err(e) => e,
     };
+    report_and_exit(plan, err)
+}
+
+/// Tells the parent which stage failed, with what errno, and leaves.
+fn report_and_exit(plan: &Plan, err: (u32, i32)) -> ! {
     let mut msg = [0u8; 8];
     msg[..4].copy_from_slice(&err.0.to_ne_bytes());
     msg[4..].copy_from_slice(&err.1.to_ne_bytes());
@@ -349,32 +354,44 @@ fn exec_program(plan: &Plan) -> (u32, i32) {
 /// already (both are past every step of `setup`). The init keeps only the report channel, at
 /// descriptor 0, on which it writes the program's wait status; it is an image of its own, so
 /// nothing of the supervisor's memory (which this clone still carries) outlives the exec.
+///
+/// The program starts as a vfork-style child, sharing this memory until its `execve`: a fork
+/// would copy the page tables of the whole supervisor this process is a clone of.
 fn become_init(plan: &Plan) -> (u32, i32) {
-    // SAFETY: a raw fork of this single-threaded child; both sides only make raw syscalls.
-    match unsafe { sys::fork_raw() } {
-        Err(e) => (stage::INIT, e),
-        Ok(0) => {
-            sys::close(plan.sync);
-            // A session of its own, led by it, as a program started in a terminal would be.
-            if let Err(e) = sys::setsid() {
-                return (stage::SETSID, e);
-            }
-            exec_program(plan)
-        }
-        Ok(_) => {
-            if let Err(e) = sys::dup2(plan.sync, 0) {
-                return (stage::INIT, e);
-            }
-            // The program's stdio and descriptors are its own; the error pipe closes on exec.
-            let report = plan.error_write as u32;
-            sys::close_range(1, report - 1);
-            sys::close_range(report + 1, u32::MAX);
-            (
-                stage::INIT,
-                sys::execve(INIT_PATH, &plan.init_argv, &plan.init_envp),
-            )
-        }
+    let flags = (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as usize;
+    let arg = plan as *const Plan as *mut libc::c_void;
+    // SAFETY: `start_program` only makes system calls on the plan and never returns: it
+    // executes the program or exits. Every disposition is the default already (`setup`), so
+    // no handler runs in it, and this process is single-threaded.
+    let pid = unsafe { sys::clone_vfork(flags, start_program, arg) };
+    if pid < 0 {
+        return (stage::INIT, -(pid as i32));
     }
+    if let Err(e) = sys::dup2(plan.sync, 0) {
+        return (stage::INIT, e);
+    }
+    // The program's stdio and descriptors are its own; the error pipe closes on exec.
+    let report = plan.error_write as u32;
+    sys::close_range(1, report - 1);
+    sys::close_range(report + 1, u32::MAX);
+    (
+        stage::INIT,
+        sys::execve(INIT_PATH, &plan.init_argv, &plan.init_envp),
+    )
+}
+
+/// The program's process, pid 2, on its parent's stack (see [`become_init`]).
+extern "C" fn start_program(plan: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: the init-to-be's live plan, shared with it until this process executes or exits.
+    let plan = unsafe { &*plan.cast::<Plan>() };
+    // Its own descriptor table (no CLONE_FILES): this closes only the program's copy.
+    sys::close(plan.sync);
+    // A session of its own, led by it, as a program started in a terminal would be.
+    let err = match sys::setsid() {
+        Err(e) => (stage::SETSID, e),
+        Ok(()) => exec_program(plan),
+    };
+    report_and_exit(plan, err)
 }
 
 /// Waits for the parent's go-ahead. EOF means it gave up (or died): leave quietly.
@@ -423,10 +440,11 @@ fn build_root(plan: &Plan) -> StageResult {
     // every mount of the new root off, both ways.
     let rec_private_root = (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong;
     sys::mount(None, NEWROOT, None, rec_private_root, None).map_err(at(stage::PRIVATE_ROOT))?;
-    sys::umount2(OLDROOT, libc::MNT_DETACH).map_err(at(stage::DETACH_OLDROOT))?;
     sys::chdir(NEWROOT).map_err(at(stage::PIVOT_ROOT))?;
     sys::pivot_root(c".", c".").map_err(at(stage::PIVOT_ROOT))?;
-    sys::umount2(c".", libc::MNT_DETACH).map_err(at(stage::PIVOT_ROOT))?;
+    // The staging root now sits on top of the new one, with the host's tree under its
+    // `/oldroot`: one lazy unmount detaches both (one RCU grace period, not two).
+    sys::umount2(c".", libc::MNT_DETACH).map_err(at(stage::DETACH_OLDROOT))?;
     sys::chdir(c"/").map_err(at(stage::PIVOT_ROOT))?;
     sys::chdir(&plan.cwd).map_err(at(stage::CWD))?;
     Ok(())

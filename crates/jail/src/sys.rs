@@ -897,26 +897,97 @@ pub(crate) fn recv_fd(sock: RawFd) -> SysResult<Option<RawFd>> {
     }
 }
 
-/// A raw fork (`clone` with SIGCHLD alone): unlike fork(3) it runs no atfork handlers and takes
-/// no libc lock, so it is safe in a child cloned from a multithreaded process.
+/// What a [`clone_vfork`] child runs: on the shared stack, below the caller's frame. It must
+/// end the sharing (`execve` or `_exit`) without returning, unless the caller's contract says
+/// what a return means.
+pub(crate) type VforkChild = extern "C" fn(*mut libc::c_void) -> libc::c_int;
+
+/// `clone(flags)` on this stack, as `vfork` does when `flags` has `CLONE_VM | CLONE_VFORK`: in
+/// the child, `child(arg)` runs below this frame's red zone, while this thread is suspended
+/// until the child executes or exits. No page table is copied, which a fork of a large process
+/// pays for twice (the copy, then a copy-on-write fault for each page either side writes).
+/// Returns the child's pid (or `-errno`) here; a process that `child` forks and that returns
+/// from it (with 0) leaves this function with 0, on the stack pointer of the clone.
 ///
 /// # Safety
 ///
-/// The new process is a copy of this one's calling thread: the caller upholds the child
-/// contract (only async-signal-safe work).
-pub(crate) unsafe fn fork_raw() -> SysResult<libc::pid_t> {
-    // SAFETY: clone with no stack, tids or tls behaves as fork; both sides return here.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_long,
-            0 as libc::c_long,
-            0 as libc::c_long,
-            0 as libc::c_long,
-            0 as libc::c_long,
-        )
-    };
-    check(r).map(|pid| pid as libc::pid_t)
+/// The child shares this memory: `child` may only make system calls and write memory that the
+/// caller gave it for that through `arg`. No signal handler may run in it (every disposition is
+/// the default, or every signal is blocked until it resets them). The caller must be
+/// single-threaded, or the only thread that reads what the child writes.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn clone_vfork(flags: usize, child: VforkChild, arg: *mut libc::c_void) -> isize {
+    let ret: isize;
+    // SAFETY: the caller's contract. The child moves its stack pointer below this frame's red
+    // zone before the call; only a fork of it that returns from `child` comes back here, and
+    // it restores the stack pointer of the clone. Every register the block or the call may
+    // change is declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            // The shared child: below the red zone, 16-byte aligned for the call.
+            "mov r12, rsp",
+            "sub rsp, 512",
+            "and rsp, -16",
+            "mov rdi, r13",
+            "call r14",
+            // Only a fork of the child that returned from `child` gets here, with 0.
+            "mov rsp, r12",
+            "movsxd rax, eax",
+            "2:",
+            inlateout("rax") libc::SYS_clone as isize => ret,
+            in("rdi") flags,
+            in("rsi") 0usize,
+            in("rdx") 0usize,
+            in("r10") 0usize,
+            in("r8") 0usize,
+            in("r13") arg,
+            in("r14") child,
+            out("r12") _,
+            clobber_abi("C"),
+        );
+    }
+    ret
+}
+
+/// See the x86_64 version.
+///
+/// # Safety
+///
+/// As for the x86_64 version.
+#[cfg(target_arch = "aarch64")]
+pub(crate) unsafe fn clone_vfork(flags: usize, child: VforkChild, arg: *mut libc::c_void) -> isize {
+    let ret: isize;
+    // SAFETY: as for the x86_64 version.
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            "cbnz x0, 2f",
+            // The shared child: well below this frame, 16-byte aligned for the call.
+            "mov x20, sp",
+            "sub x9, x20, #512",
+            "and sp, x9, #-16",
+            "mov x0, x21",
+            "blr x22",
+            // Only a fork of the child that returned from `child` gets here, with 0.
+            "mov sp, x20",
+            "sxtw x0, w0",
+            "2:",
+            in("x8") libc::SYS_clone as usize,
+            inlateout("x0") flags => ret,
+            in("x1") 0usize,
+            in("x2") 0usize,
+            in("x3") 0usize,
+            in("x4") 0usize,
+            in("x21") arg,
+            in("x22") child,
+            out("x20") _,
+            clobber_abi("C"),
+        );
+    }
+    ret
 }
 
 #[cfg_attr(not(feature = "zygote-lib"), allow(dead_code))]

@@ -139,7 +139,7 @@ pub(crate) unsafe fn start_init_and_fork(
     // which never returns in it; only the run's process returns from `pid_one` (with 0), and
     // it restores the stack pointer it had at the clone. Every register the block or the call
     // may change is declared clobbered.
-    let ret = unsafe { clone_vfork(flags, plan_ptr) };
+    let ret = unsafe { sys::clone_vfork(flags, pid_one, plan_ptr.cast()) };
     sys::set_signal_mask(mask);
     if ret == 0 {
         return Ok(0);
@@ -171,10 +171,10 @@ pub(crate) unsafe fn start_init_and_fork(
 /// process (returning 0 in it) and executes the init, or reports in `plan` why not and exits.
 /// Only system calls and writes to `plan`: everything else in this memory is the cloning
 /// process's.
-extern "C" fn pid_one(plan: *mut Plan) -> libc::c_int {
+extern "C" fn pid_one(plan: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `plan` points at the cloning process's live `Plan` (this process shares its
     // memory until it executes the init or exits).
-    let p = unsafe { &mut *plan };
+    let p = unsafe { &mut *plan.cast::<Plan>() };
     let fail = |p: &mut Plan, at: u32, errno: i32| -> ! {
         // SAFETY: volatile, since the cloning process reads them after this process is gone.
         unsafe {
@@ -216,73 +216,4 @@ extern "C" fn pid_one(plan: *mut Plan) -> libc::c_int {
     // SAFETY: the caller of `start_init_and_fork` guarantees NULL-terminated arrays.
     unsafe { libc::execve(p.path, p.argv, p.envp) };
     fail(p, AT_EXEC, sys::errno())
-}
-
-/// `clone(flags)` on this stack; in the child, `pid_one(plan)` below the red zone. Returns the
-/// child's pid (or `-errno`) here, and `pid_one`'s 0 in the run's process.
-#[cfg(target_arch = "x86_64")]
-unsafe fn clone_vfork(flags: usize, plan: *mut Plan) -> isize {
-    let ret: isize;
-    // SAFETY: the caller's contract (see `start_init_and_fork`).
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            // The shared child: below the red zone, 16-byte aligned for the call.
-            "mov r12, rsp",
-            "sub rsp, 512",
-            "and rsp, -16",
-            "mov rdi, r13",
-            "call {pid_one}",
-            // Only the run's process gets here, with 0.
-            "mov rsp, r12",
-            "movsxd rax, eax",
-            "2:",
-            pid_one = sym pid_one,
-            inlateout("rax") libc::SYS_clone as isize => ret,
-            in("rdi") flags,
-            in("rsi") 0usize,
-            in("rdx") 0usize,
-            in("r10") 0usize,
-            in("r8") 0usize,
-            in("r13") plan,
-            out("r12") _,
-            clobber_abi("C"),
-        );
-    }
-    ret
-}
-
-#[cfg(target_arch = "aarch64")]
-unsafe fn clone_vfork(flags: usize, plan: *mut Plan) -> isize {
-    let ret: isize;
-    // SAFETY: the caller's contract (see `start_init_and_fork`).
-    unsafe {
-        core::arch::asm!(
-            "svc 0",
-            "cbnz x0, 2f",
-            // The shared child: well below this frame, 16-byte aligned for the call.
-            "mov x20, sp",
-            "sub x9, x20, #512",
-            "and sp, x9, #-16",
-            "mov x0, x21",
-            "bl {pid_one}",
-            // Only the run's process gets here, with 0.
-            "mov sp, x20",
-            "sxtw x0, w0",
-            "2:",
-            pid_one = sym pid_one,
-            in("x8") libc::SYS_clone as usize,
-            inlateout("x0") flags => ret,
-            in("x1") 0usize,
-            in("x2") 0usize,
-            in("x3") 0usize,
-            in("x4") 0usize,
-            in("x21") plan,
-            out("x20") _,
-            clobber_abi("C"),
-        );
-    }
-    ret
 }
