@@ -37,10 +37,17 @@ impl Data {
 /// What one filter answers for `data`. Panics on an instruction the kernel would refuse or
 /// that this evaluator does not know: the test then says so instead of guessing.
 fn run(insns: &[libc::sock_filter], data: &Data) -> u32 {
+    run_counted(insns, data).0
+}
+
+/// [`run`], and how many instructions it took to answer.
+fn run_counted(insns: &[libc::sock_filter], data: &Data) -> (u32, usize) {
     let (mut a, mut x) = (0u32, 0u32);
     let mut mem = [0u32; 16];
     let mut pc = 0usize;
+    let mut steps = 0;
     loop {
+        steps += 1;
         let i = insns
             .get(pc)
             .unwrap_or_else(|| panic!("filter ran off its end at {pc}"));
@@ -95,11 +102,12 @@ fn run(insns: &[libc::sock_filter], data: &Data) -> u32 {
                 pc += usize::from(if taken { i.jt } else { i.jf });
             }
             libc::BPF_RET => {
-                return match code & 0x18 {
+                let ret = match code & 0x18 {
                     libc::BPF_K => i.k,
                     0x10 => a, // BPF_A
                     _ => panic!("unsupported ret {code:#x} at {}", pc - 1),
                 };
+                return (ret, steps);
             }
             libc::BPF_MISC => match code & 0xf8 {
                 0x00 => x = a, // BPF_TAX
@@ -265,4 +273,50 @@ fn a_zygote_child_stack_is_the_run_filter_for_every_call() {
     // The comparison has teeth: without the delta, the zygote's filter answers differently
     // (it allows mount, mount_setattr and unshare).
     assert!(differs_alone > 0, "the zygote's filter alone is the run's");
+}
+
+/// The binary search in front of seccompiler's program changes no answer: with and without it,
+/// each profile's filter answers every call the same.
+#[test]
+fn the_dispatch_changes_no_answer() {
+    for profile in [Profile::Run, Profile::Zygote, Profile::ZygoteRun] {
+        let with = imp::build_with(profile, true).expect("the filter builds");
+        let without = imp::build_with(profile, false).expect("the filter builds");
+        for d in calls() {
+            assert_eq!(
+                run(&with.insns, &d),
+                run(&without.insns, &d),
+                "{profile:?} with and without the dispatch differ for {d:?}"
+            );
+        }
+    }
+}
+
+/// What the dispatch is for: a call without a rule is allowed after a short search, not after
+/// every rule's test, for each of the numbers the kernel emulates the filter for when it
+/// attaches it (its cache of always-allowed calls).
+#[test]
+fn a_call_without_a_rule_is_answered_within_a_few_instructions() {
+    let with = imp::build_with(Profile::Run, true).expect("the filter builds");
+    let without = imp::build_with(Profile::Run, false).expect("the filter builds");
+    let ruled = imp::ruled(Profile::Run);
+    let (mut longest, mut longest_without) = (0, 0);
+    // clone3 is answered ENOSYS before any of this.
+    let unruled = (0..1024)
+        .filter(|&nr| !ruled.contains(&i64::from(nr)) && i64::from(nr) != libc::SYS_clone3);
+    for nr in unruled {
+        let d = Data {
+            nr,
+            arch: AUDIT_ARCH_X86_64,
+            ip: 0,
+            args: [0; 6],
+        };
+        let (ret, steps) = run_counted(&with.insns, &d);
+        assert_eq!(ret, libc::SECCOMP_RET_ALLOW, "{d:?}");
+        longest = longest.max(steps);
+        longest_without = longest_without.max(run_counted(&without.insns, &d).1);
+    }
+    assert!(longest <= 24, "an allowed call took {longest} instructions");
+    // The comparison has teeth: through seccompiler's program alone it takes far longer.
+    assert!(longest_without > 100, "{longest_without}");
 }

@@ -260,9 +260,24 @@ mod imp {
 
     /// Runs in the supervisor; every failure becomes a message for [`super::program`].
     pub(super) fn build(profile: Profile) -> Result<SeccompProgram, String> {
-        let body =
+        // A zygote child's delta has three rules: a search would only make it longer.
+        build_with(profile, profile != Profile::ZygoteRun)
+    }
+
+    /// The syscall numbers that have a rule in `profile`'s filter.
+    #[cfg(test)]
+    pub(super) fn ruled(profile: Profile) -> Vec<i64> {
+        compile_body(profile).expect("the filter builds").1
+    }
+
+    /// [`build`], with or without the [`dispatch`] (the tests compare the two).
+    pub(super) fn build_with(profile: Profile, dispatched: bool) -> Result<SeccompProgram, String> {
+        let (body, ruled) =
             compile_body(profile).map_err(|e| format!("cannot compile the seccomp filter: {e}"))?;
         let mut insns = preamble();
+        if dispatched {
+            insns.extend(dispatch(&ruled));
+        }
         insns.extend(body.iter().map(|i| libc::sock_filter {
             code: i.code,
             jt: i.jt,
@@ -321,14 +336,73 @@ mod imp {
         p
     }
 
+    /// A binary search over the syscall numbers that have a rule (`ruled`), run with the
+    /// number in A: any other call is allowed here, within a dozen instructions, and only a
+    /// ruled one goes on to seccompiler's program, which tests the numbers one after another.
+    ///
+    /// It answers every call as that program alone does (the tests check it for every number
+    /// and every argument value a rule tests). What it saves is the kernel's work when the
+    /// filter is attached: to build its cache of calls that are always allowed, the kernel
+    /// emulates the filter for every syscall number, and through the linear program that took
+    /// about 250 µs of every sandbox's start.
+    fn dispatch(ruled: &[i64]) -> Vec<libc::sock_filter> {
+        use libc::{BPF_JA, BPF_JGE, BPF_JGT, BPF_JMP, BPF_K, BPF_RET, SECCOMP_RET_ALLOW};
+        let mut nrs: Vec<u32> = ruled.iter().map(|&nr| nr as u32).collect();
+        nrs.sort_unstable();
+        nrs.dedup();
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for nr in nrs {
+            match ranges.last_mut() {
+                Some((_, hi)) if *hi + 1 == nr => *hi = nr,
+                _ => ranges.push((nr, nr)),
+            }
+        }
+        // Each `ja` to the program's start is patched once the search's length is known.
+        fn search(
+            ranges: &[(u32, u32)],
+            out: &mut Vec<libc::sock_filter>,
+            to_body: &mut Vec<usize>,
+        ) {
+            match ranges {
+                [] => out.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)),
+                [(lo, hi)] => {
+                    out.push(jump(BPF_JMP | BPF_JGT | BPF_K, *hi, 2, 0));
+                    out.push(jump(BPF_JMP | BPF_JGE | BPF_K, *lo, 0, 1));
+                    to_body.push(out.len());
+                    out.push(stmt(BPF_JMP | BPF_JA, 0));
+                    out.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+                }
+                _ => {
+                    let (left, right) = ranges.split_at(ranges.len() / 2);
+                    let node = out.len();
+                    out.push(jump(BPF_JMP | BPF_JGE | BPF_K, right[0].0, 0, 0));
+                    search(left, out, to_body);
+                    // Past the left half when the number is at least the right half's first.
+                    out[node].jt = u8::try_from(out.len() - node - 1)
+                        .expect("the search's left half fits a conditional jump");
+                    search(right, out, to_body);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut to_body = Vec::new();
+        search(&ranges, &mut out, &mut to_body);
+        let end = out.len();
+        for at in to_body {
+            out[at].k = (end - at - 1) as u32;
+        }
+        out
+    }
+
     fn cond(arg: u8, op: Op, value: u64) -> Result<SeccompCondition, BackendError> {
         // Dword: every argument we inspect is an `int`/`unsigned int` in the kernel, which
         // ignores the upper half; comparing it would let garbage there dodge the rule.
         SeccompCondition::new(arg, Len::Dword, op, value)
     }
 
-    /// The seccompiler part: one action for every match (EPERM), Allow otherwise.
-    fn compile_body(profile: Profile) -> Result<BpfProgram, BackendError> {
+    /// The seccompiler part: one action for every match (EPERM), Allow otherwise; with the
+    /// numbers that have a rule.
+    fn compile_body(profile: Profile) -> Result<(BpfProgram, Vec<i64>), BackendError> {
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
         if profile == Profile::ZygoteRun {
             rules.extend(ZYGOTE_ALLOWED.iter().map(|&nr| (nr, Vec::new())));
@@ -389,14 +463,17 @@ mod imp {
         to_program(rules)
     }
 
-    fn to_program(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, BackendError> {
+    fn to_program(
+        rules: BTreeMap<i64, Vec<SeccompRule>>,
+    ) -> Result<(BpfProgram, Vec<i64>), BackendError> {
+        let ruled = rules.keys().copied().collect();
         let filter = SeccompFilter::new(
             rules,
             SeccompAction::Allow,
             SeccompAction::Errno(libc::EPERM as u32),
             TARGET,
         )?;
-        filter.try_into()
+        Ok((filter.try_into()?, ruled))
     }
 }
 
