@@ -52,9 +52,12 @@ else
     m=$(awk -v c="$c" '$3=="cgroup" && (","$4",") ~ (","c",") {print $2; exit}' /proc/mounts)
     [ -n "$m" ] || continue
     mkdir -p "$m/$cgroup"
-    # Not -R: the user's own runs create and remove run-* cgroups below it meanwhile (a run-*
-    # removed while find lists the directory is no error).
+    # Its own control files only, not -R: the user's own runs create and remove run-* cgroups
+    # below it meanwhile (find, even with -ignore_readdir_race, still failed on a run-* removed
+    # while it listed the directory; the control files of this one never go away).
     chown "$uid:$gid" "$m/$cgroup"
-    find "$m/$cgroup" -ignore_readdir_race -maxdepth 1 -type f -exec chown "$uid:$gid" {} +
+    for f in "$m/$cgroup"/*; do
+      if [ -f "$f" ]; then chown "$uid:$gid" "$f"; fi
+    done
   done
 fi
