@@ -119,7 +119,9 @@ pub(crate) struct Plan {
     pub steps: Vec<Step>,
     pub root_options: CString,
     pub hostname: Vec<u8>,
-    pub loopback: bool,
+    /// Make a network namespace of our own (in the sandbox's user namespace) holding only
+    /// loopback, brought up.
+    pub own_network: bool,
     /// Port of the loopback listener handed to the parent (0: none).
     pub listen_port: u16,
     pub clear_groups: bool,
@@ -182,6 +184,7 @@ pub(crate) mod stage {
     pub const PDEATHSIG: u32 = 24;
     pub const LISTENER: u32 = 25;
     pub const INIT: u32 = 26;
+    pub const NET_NS: u32 = 27;
     pub const STEP_BASE: u32 = 1000;
 
     pub fn name(code: u32) -> &'static str {
@@ -212,6 +215,7 @@ pub(crate) mod stage {
             PDEATHSIG => "parent death signal",
             LISTENER => "loopback listener",
             INIT => "start the sandbox's init",
+            NET_NS => "new network namespace",
             _ => "setup step",
         }
     }
@@ -255,6 +259,14 @@ fn setup(plan: &Plan) -> StageResult {
     }
     sys::close_range(next as u32, u32::MAX);
 
+    if plan.own_network {
+        // Made here, not by the clone: the kernel's half millisecond of building a network
+        // namespace then overlaps with the parent writing our id maps, instead of preceding
+        // it. We are already in our user namespace, with every capability in it, so it is the
+        // namespace's owner, as with the clone.
+        sys::unshare(libc::CLONE_NEWNET).map_err(at(stage::NET_NS))?;
+        sys::loopback_up().map_err(at(stage::LOOPBACK))?;
+    }
     // The parent writes our uid/gid maps, then releases us.
     wait_for_parent(plan.sync)?;
 
@@ -288,9 +300,6 @@ fn setup(plan: &Plan) -> StageResult {
     wait_for_parent(plan.sync)?;
     sys::unshare(libc::CLONE_NEWCGROUP).map_err(at(stage::CGROUP_NS))?;
 
-    if plan.loopback {
-        sys::loopback_up().map_err(at(stage::LOOPBACK))?;
-    }
     if plan.listen_port != 0 {
         // Sent before the run's rlimits below: the kernel weighs this send against our soft
         // RLIMIT_NOFILE, which is still the supervisor's (see `prepare_descriptor_passing`).

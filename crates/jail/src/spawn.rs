@@ -183,14 +183,12 @@ impl Sandbox {
         keep.sort_unstable();
         plan.keep_fds = keep;
 
-        let mut flags = libc::CLONE_NEWUSER
+        // The network namespace (`Network::None`) the child makes itself (`Plan::own_network`).
+        let flags = libc::CLONE_NEWUSER
             | libc::CLONE_NEWNS
             | libc::CLONE_NEWPID
             | libc::CLONE_NEWIPC
             | libc::CLONE_NEWUTS;
-        if policy.network == Network::None {
-            flags |= libc::CLONE_NEWNET;
-        }
         let mut pidfd: RawFd = -1;
         let mut args = CloneArgs {
             flags: flags as u64 | sys::CLONE_PIDFD,
@@ -207,7 +205,7 @@ impl Sandbox {
             match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::ENOSPC) | Some(libc::EINVAL) => JailError::Unavailable {
                     layer: "namespaces",
-                    why: format!("clone3 of user/mount/pid/ipc/uts/net namespaces failed: {e}"),
+                    why: format!("clone3 of user/mount/pid/ipc/uts namespaces failed: {e}"),
                     fix: "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, \
                           user.max_user_namespaces > 0, and on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0); \
                           run `airlock doctor`"
@@ -247,7 +245,22 @@ impl Sandbox {
             _identity: identity,
         };
         // From here on, dropping `sandbox` on an error kills and reaps the child.
-        sandbox.release(&sync_parent, &identity_maps(&sandbox._identity))?;
+        if let Err(e) = sandbox.release(&sync_parent, &identity_maps(&sandbox._identity)) {
+            // A child that failed before its release (its network namespace) is gone, which
+            // is what failed here: its own report says why.
+            let mut report = [libc::pollfd {
+                fd: error_read.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            if !matches!(sys::poll(&mut report, 0), Ok(n) if n > 0) {
+                return Err(e);
+            }
+            return Err(sandbox
+                .await_exec(error_read, cmd, &plan)
+                .err()
+                .unwrap_or(e));
+        }
         if plan.init {
             sandbox.report = Some(sync_parent);
         }
@@ -1153,7 +1166,7 @@ pub(crate) fn build_plan(
         steps: s.steps,
         root_options: cstr(format!("size={root_bytes},mode=755"), "root")?,
         hostname: policy.hostname.as_bytes().to_vec(),
-        loopback: policy.network == Network::None,
+        own_network: policy.network == Network::None,
         listen_port: policy.loopback_listener.unwrap_or(0),
         clear_groups: id.privileged,
         cap_inotify: profile != Profile::Zygote,
