@@ -372,7 +372,7 @@ fn become_init(plan: &Plan) -> (u32, i32) {
     // SAFETY: `start_program` only makes system calls on the plan and never returns: it
     // executes the program or exits. Every disposition is the default already (`setup`), so
     // no handler runs in it, and this process is single-threaded.
-    let pid = unsafe { sys::clone_vfork(flags, start_program, arg) };
+    let pid = unsafe { sys::clone_calling(flags, std::ptr::null_mut(), start_program, arg) };
     if pid < 0 {
         return (stage::INIT, -(pid as i32));
     }

@@ -897,37 +897,43 @@ pub(crate) fn recv_fd(sock: RawFd) -> SysResult<Option<RawFd>> {
     }
 }
 
-/// What a [`clone_vfork`] child runs: on the shared stack, below the caller's frame. It must
-/// end the sharing (`execve` or `_exit`) without returning, unless the caller's contract says
-/// what a return means.
-pub(crate) type VforkChild = extern "C" fn(*mut libc::c_void) -> libc::c_int;
+/// What a [`clone_calling`] child runs. It must end its process (`execve` or `_exit`) without
+/// returning, unless the caller's contract says what a return means.
+pub(crate) type CloneChild = extern "C" fn(*mut libc::c_void) -> libc::c_int;
 
-/// `clone(flags)` on this stack, as `vfork` does when `flags` has `CLONE_VM | CLONE_VFORK`: in
-/// the child, `child(arg)` runs below this frame's red zone, while this thread is suspended
-/// until the child executes or exits. No page table is copied, which a fork of a large process
-/// pays for twice (the copy, then a copy-on-write fault for each page either side writes).
-/// Returns the child's pid (or `-errno`) here; a process that `child` forks and that returns
-/// from it (with 0) leaves this function with 0, on the stack pointer of the clone.
+/// `clone(flags)` with `child(arg)` run in the child, on `stack` (its top) or, when `stack` is
+/// null, on this stack below this frame's red zone: with `CLONE_VM | CLONE_VFORK` that is a
+/// `vfork`, and this thread is suspended until the child executes or exits. No page table is
+/// copied, which a fork of a large process pays for twice (the copy, then a copy-on-write
+/// fault for each page either side writes). Returns the child's pid (or `-errno`) here; a
+/// process that a shared-stack `child` forks and that returns from it (with 0) leaves this
+/// function with 0, on the stack pointer of the clone.
 ///
 /// # Safety
 ///
-/// The child shares this memory: `child` may only make system calls and write memory that the
-/// caller gave it for that through `arg`. No signal handler may run in it (every disposition is
-/// the default, or every signal is blocked until it resets them). The caller must be
-/// single-threaded, or the only thread that reads what the child writes.
+/// With `CLONE_VM` the child shares this memory: `child` may only make system calls and write
+/// its own stack and what the caller gave it for that through `arg`. No signal handler may run
+/// in it (every disposition is the default, or every signal is blocked). The caller must be
+/// single-threaded, or the only thread that reads what the child writes. `stack`, when not
+/// null, is the 16-byte aligned top of a mapping that outlives the child's use of it.
 #[cfg(target_arch = "x86_64")]
-pub(crate) unsafe fn clone_vfork(flags: usize, child: VforkChild, arg: *mut libc::c_void) -> isize {
+pub(crate) unsafe fn clone_calling(
+    flags: usize,
+    stack: *mut u8,
+    child: CloneChild,
+    arg: *mut libc::c_void,
+) -> isize {
     let ret: isize;
-    // SAFETY: the caller's contract. The child moves its stack pointer below this frame's red
-    // zone before the call; only a fork of it that returns from `child` comes back here, and
-    // it restores the stack pointer of the clone. Every register the block or the call may
-    // change is declared clobbered.
+    // SAFETY: the caller's contract. The child moves its stack pointer below the red zone of
+    // the stack it runs on before the call; only a fork of a shared-stack child that returns
+    // from `child` comes back here, and it restores the stack pointer of the clone. Every
+    // register the block or the call may change is declared clobbered.
     unsafe {
         core::arch::asm!(
             "syscall",
             "test rax, rax",
             "jnz 2f",
-            // The shared child: below the red zone, 16-byte aligned for the call.
+            // The child: below the red zone, 16-byte aligned for the call.
             "mov r12, rsp",
             "sub rsp, 512",
             "and rsp, -16",
@@ -939,7 +945,7 @@ pub(crate) unsafe fn clone_vfork(flags: usize, child: VforkChild, arg: *mut libc
             "2:",
             inlateout("rax") libc::SYS_clone as isize => ret,
             in("rdi") flags,
-            in("rsi") 0usize,
+            in("rsi") stack,
             in("rdx") 0usize,
             in("r10") 0usize,
             in("r8") 0usize,
@@ -958,14 +964,19 @@ pub(crate) unsafe fn clone_vfork(flags: usize, child: VforkChild, arg: *mut libc
 ///
 /// As for the x86_64 version.
 #[cfg(target_arch = "aarch64")]
-pub(crate) unsafe fn clone_vfork(flags: usize, child: VforkChild, arg: *mut libc::c_void) -> isize {
+pub(crate) unsafe fn clone_calling(
+    flags: usize,
+    stack: *mut u8,
+    child: CloneChild,
+    arg: *mut libc::c_void,
+) -> isize {
     let ret: isize;
     // SAFETY: as for the x86_64 version.
     unsafe {
         core::arch::asm!(
             "svc 0",
             "cbnz x0, 2f",
-            // The shared child: well below this frame, 16-byte aligned for the call.
+            // The child: well below this frame, 16-byte aligned for the call.
             "mov x20, sp",
             "sub x9, x20, #512",
             "and sp, x9, #-16",
@@ -977,7 +988,7 @@ pub(crate) unsafe fn clone_vfork(flags: usize, child: VforkChild, arg: *mut libc
             "2:",
             in("x8") libc::SYS_clone as usize,
             inlateout("x0") flags => ret,
-            in("x1") 0usize,
+            in("x1") stack,
             in("x2") 0usize,
             in("x3") 0usize,
             in("x4") 0usize,

@@ -394,6 +394,45 @@ fn every_zygote_child_draws_fresh_randomness() {
     });
 }
 
+/// A zygote child's run ends without waiting for its memory's teardown (the holder of its
+/// memory outlives it until its init has reported), and still ends as an ordinary exit would:
+/// its exit code, every line of output, a non-daemon thread joined first; nothing of it is
+/// left once the run has returned, the holder included (it carries the run's process name).
+#[test]
+fn a_zygote_childs_fast_exit_keeps_its_status_and_output_and_leaves_nothing() {
+    rt().block_on(async {
+        let s = sched(1);
+        let code = "import ctypes, sys, threading, time\n\
+                    ctypes.CDLL(None).prctl(15, b'fast-exit-run', 0, 0, 0)\n\
+                    def late():\n    time.sleep(0.2)\n    print('thread done', flush=True)\n\
+                    threading.Thread(target=late).start()\n\
+                    print('fast exit', '_airlock_exit' in sys.modules)\n\
+                    sys.exit(7)";
+        let r = req(Language::Python, code);
+        warmed(&s, &r).await;
+        for _ in 0..3 {
+            let out = run(&s, r.clone()).await;
+            assert_eq!(out.pool, "warm", "{out:?}");
+            assert_eq!(out.status, Status::Error, "{out:?}");
+            assert_eq!(out.exit_code, Some(7), "{out:?}");
+            // Served by the fast exit (this fails if the agent no longer takes it).
+            assert_eq!(out.stdout, "fast exit True\nthread done\n", "{out:?}");
+            let mut left = Vec::new();
+            for _ in 0..100 {
+                left = our_descendants()
+                    .into_iter()
+                    .filter(|p| p.2 == "fast-exit-run")
+                    .collect();
+                if left.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+    });
+}
+
 #[test]
 fn zygote_children_keep_the_runs_limits() {
     rt().block_on(async {

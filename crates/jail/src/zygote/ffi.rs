@@ -37,3 +37,10 @@ pub extern "C" fn airlock_zygote_refuse(errno: c_int) {
 pub extern "C" fn airlock_zygote_enter() -> c_int {
     inside::enter()
 }
+
+/// In the run's process, at its end: exits with `status` without waiting for its memory to be
+/// torn down (see `vfork::exit_leaving_memory`). Never returns.
+#[unsafe(no_mangle)]
+pub extern "C" fn airlock_zygote_exit(status: c_int) {
+    super::vfork::exit_leaving_memory(status)
+}

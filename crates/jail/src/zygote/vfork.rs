@@ -139,7 +139,7 @@ pub(crate) unsafe fn start_init_and_fork(
     // which never returns in it; only the run's process returns from `pid_one` (with 0), and
     // it restores the stack pointer it had at the clone. Every register the block or the call
     // may change is declared clobbered.
-    let ret = unsafe { sys::clone_vfork(flags, pid_one, plan_ptr.cast()) };
+    let ret = unsafe { sys::clone_calling(flags, std::ptr::null_mut(), pid_one, plan_ptr.cast()) };
     sys::set_signal_mask(mask);
     if ret == 0 {
         return Ok(0);
@@ -216,4 +216,46 @@ extern "C" fn pid_one(plan: *mut libc::c_void) -> libc::c_int {
     // SAFETY: the caller of `start_init_and_fork` guarantees NULL-terminated arrays.
     unsafe { libc::execve(p.path, p.argv, p.envp) };
     fail(p, AT_EXEC, sys::errno())
+}
+
+/// Ends the run's process with `status` now, leaving the teardown of its memory to a process
+/// of its own that shares it. A zygote child's exit otherwise spends most of a millisecond
+/// unmapping its copy of the interpreter before its init can reap it and report the status,
+/// and every warm run waits for that report. The holder gets no descriptor (they are closed
+/// first, so its copy of the table is empty and the run's output ends with this exit), runs
+/// with every signal blocked, and only waits: when the init has reported the status and exits,
+/// the kernel kills it with the rest of the namespace, and its exit does the teardown. Without
+/// a holder (a clone refused, as at the run's process limit) the exit is an ordinary one.
+pub(crate) fn exit_leaving_memory(status: i32) -> ! {
+    const STACK: usize = 16 * 1024;
+    sys::close_range(0, u32::MAX);
+    sys::set_signal_mask(u64::MAX);
+    // SAFETY: a fresh private anonymous mapping, given to the holder alone and never unmapped.
+    let stack = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if stack != libc::MAP_FAILED {
+        let top = stack.cast::<u8>().wrapping_add(STACK);
+        // No exit signal: nobody waits for the holder; the init that inherits it exits first.
+        let flags = libc::CLONE_VM as usize;
+        // SAFETY: `hold` only makes system calls, on its own stack, and never returns; every
+        // signal is blocked in it (the mask above is inherited).
+        unsafe { sys::clone_calling(flags, top, hold, std::ptr::null_mut()) };
+    }
+    sys::exit_now(status)
+}
+
+/// The holder of a finished run's memory: waits to be killed.
+extern "C" fn hold(_: *mut libc::c_void) -> libc::c_int {
+    loop {
+        // SAFETY: pause takes no arguments; with every signal blocked only SIGKILL ends it.
+        unsafe { libc::syscall(libc::SYS_pause) };
+    }
 }

@@ -96,12 +96,16 @@ def _airlock_zygote():
         if child == 0:
             if lib.airlock_zygote_enter() != 0:
                 _os._exit(123)
-            return  # the run's process, isolated
+            return lib  # the run's process, isolated
         lib.airlock_zygote_adopt(child)
 
 
-_airlock_zygote()
-del _airlock_zygote
+# The run's exit, for the agent and the decorator's call runner: at once, leaving the teardown
+# of its memory to after the init has reported its status (the jail's `exit_leaving_memory`).
+_airlock_exit = type(_sys)("_airlock_exit")
+_airlock_exit.now = _airlock_zygote().airlock_zygote_exit
+_sys.modules["_airlock_exit"] = _airlock_exit
+del _airlock_zygote, _airlock_exit
 # Fresh randomness per run: the fork already reseeded `random`; a pre-imported numpy's global
 # generator would otherwise be the same in every child.
 _np = _sys.modules.get("numpy")

@@ -124,6 +124,9 @@ def _flush_and_exit(code):
             stream.flush()
         except BaseException:
             pass
+    fast = sys.modules.get("_airlock_exit")  # in a zygote's child: see airlock's zygote.py
+    if fast is not None:
+        fast.now(code)
     os._exit(code)
 
 
