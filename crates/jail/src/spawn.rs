@@ -203,14 +203,11 @@ impl Sandbox {
         let pid = clone_on_spawner(&plan, args).map_err(|e| {
             let e = io::Error::from_raw_os_error(e);
             match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::ENOSPC) | Some(libc::EINVAL) => JailError::Unavailable {
-                    layer: "namespaces",
-                    why: format!("clone3 of user/mount/pid/ipc/uts namespaces failed: {e}"),
-                    fix: "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, \
-                          user.max_user_namespaces > 0, and on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0); \
-                          run `airlock doctor`"
-                        .into(),
-                },
+                Some(libc::EPERM) | Some(libc::ENOSPC) | Some(libc::EINVAL) => {
+                    namespaces_unavailable(format!(
+                        "clone3 of user/mount/pid/ipc/uts namespaces failed: {e}"
+                    ))
+                }
                 _ => JailError::host("clone3 of the sandbox", e),
             }
         })?;
@@ -337,6 +334,11 @@ impl Sandbox {
         let code = u32::from_ne_bytes(msg[..4].try_into().unwrap_or_default());
         let errno = i32::from_ne_bytes(msg[4..].try_into().unwrap_or_default());
         let source = io::Error::from_raw_os_error(errno);
+        if code == stage::NET_NS && matches!(errno, libc::EPERM | libc::ENOSPC | libc::EUSERS) {
+            return Err(namespaces_unavailable(format!(
+                "creating the sandbox's network namespace failed: {source}"
+            )));
+        }
         if code == stage::EXEC {
             return Err(JailError::Exec {
                 program: cmd.program.display().to_string(),
@@ -585,6 +587,18 @@ struct IdMaps {
     setgroups: Option<&'static str>,
     uid_map: String,
     gid_map: String,
+}
+
+/// The namespaces layer cannot be set up: a limit or a policy of the host's.
+fn namespaces_unavailable(why: String) -> JailError {
+    JailError::Unavailable {
+        layer: "namespaces",
+        why,
+        fix: "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, \
+              user.max_user_namespaces > 0, and on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0), \
+              and allow network namespaces (user.max_net_namespaces > 0); run `airlock doctor`"
+            .into(),
+    }
 }
 
 fn identity_maps(id: &HostIdentity) -> IdMaps {

@@ -916,7 +916,6 @@ pub(crate) type CloneChild = extern "C" fn(*mut libc::c_void) -> libc::c_int;
 /// in it (every disposition is the default, or every signal is blocked). The caller must be
 /// single-threaded, or the only thread that reads what the child writes. `stack`, when not
 /// null, is the 16-byte aligned top of a mapping that outlives the child's use of it.
-#[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn clone_calling(
     flags: usize,
     stack: *mut u8,
@@ -928,6 +927,7 @@ pub(crate) unsafe fn clone_calling(
     // the stack it runs on before the call; only a fork of a shared-stack child that returns
     // from `child` comes back here, and it restores the stack pointer of the clone. Every
     // register the block or the call may change is declared clobbered.
+    #[cfg(target_arch = "x86_64")]
     unsafe {
         core::arch::asm!(
             "syscall",
@@ -955,23 +955,8 @@ pub(crate) unsafe fn clone_calling(
             clobber_abi("C"),
         );
     }
-    ret
-}
-
-/// See the x86_64 version.
-///
-/// # Safety
-///
-/// As for the x86_64 version.
-#[cfg(target_arch = "aarch64")]
-pub(crate) unsafe fn clone_calling(
-    flags: usize,
-    stack: *mut u8,
-    child: CloneChild,
-    arg: *mut libc::c_void,
-) -> isize {
-    let ret: isize;
-    // SAFETY: as for the x86_64 version.
+    // SAFETY: as for x86_64.
+    #[cfg(target_arch = "aarch64")]
     unsafe {
         core::arch::asm!(
             "svc 0",

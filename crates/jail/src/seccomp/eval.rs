@@ -282,7 +282,23 @@ fn the_dispatch_changes_no_answer() {
     for profile in [Profile::Run, Profile::Zygote, Profile::ZygoteRun] {
         let with = imp::build_with(profile, true).expect("the filter builds");
         let without = imp::build_with(profile, false).expect("the filter builds");
-        for d in calls() {
+        // Beyond `calls()` (every number below 1024): each edge of the search's ranges and the
+        // extremes. The search compares the number with range edges only, so these cover every
+        // number it can be given.
+        let mut edges: Vec<i32> = vec![0, 1024, 4095, i32::MAX, i32::MIN, -1];
+        edges.extend([imp::X32_SYSCALL_BIT as i32 - 1, imp::X32_SYSCALL_BIT as i32]);
+        for nr in imp::ruled(profile) {
+            edges.extend([nr as i32 - 1, nr as i32, nr as i32 + 1]);
+        }
+        let edge_calls = edges.into_iter().flat_map(|nr| {
+            [AUDIT_ARCH_X86_64, AUDIT_ARCH_I386].map(|arch| Data {
+                nr,
+                arch,
+                ip: 0,
+                args: [0; 6],
+            })
+        });
+        for d in calls().into_iter().chain(edge_calls) {
             assert_eq!(
                 run(&with.insns, &d),
                 run(&without.insns, &d),

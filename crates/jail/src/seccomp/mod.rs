@@ -276,7 +276,7 @@ mod imp {
             compile_body(profile).map_err(|e| format!("cannot compile the seccomp filter: {e}"))?;
         let mut insns = preamble();
         if dispatched {
-            insns.extend(dispatch(&ruled));
+            insns.extend(dispatch(&ruled)?);
         }
         insns.extend(body.iter().map(|i| libc::sock_filter {
             code: i.code,
@@ -345,7 +345,7 @@ mod imp {
     /// filter is attached: to build its cache of calls that are always allowed, the kernel
     /// emulates the filter for every syscall number, and through the linear program that took
     /// about 250 µs of every sandbox's start.
-    fn dispatch(ruled: &[i64]) -> Vec<libc::sock_filter> {
+    fn dispatch(ruled: &[i64]) -> Result<Vec<libc::sock_filter>, String> {
         use libc::{BPF_JA, BPF_JGE, BPF_JGT, BPF_JMP, BPF_K, BPF_RET, SECCOMP_RET_ALLOW};
         let mut nrs: Vec<u32> = ruled.iter().map(|&nr| nr as u32).collect();
         nrs.sort_unstable();
@@ -362,7 +362,7 @@ mod imp {
             ranges: &[(u32, u32)],
             out: &mut Vec<libc::sock_filter>,
             to_body: &mut Vec<usize>,
-        ) {
+        ) -> Result<(), String> {
             match ranges {
                 [] => out.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)),
                 [(lo, hi)] => {
@@ -376,22 +376,27 @@ mod imp {
                     let (left, right) = ranges.split_at(ranges.len() / 2);
                     let node = out.len();
                     out.push(jump(BPF_JMP | BPF_JGE | BPF_K, right[0].0, 0, 0));
-                    search(left, out, to_body);
+                    search(left, out, to_body)?;
                     // Past the left half when the number is at least the right half's first.
-                    out[node].jt = u8::try_from(out.len() - node - 1)
-                        .expect("the search's left half fits a conditional jump");
-                    search(right, out, to_body);
+                    out[node].jt = u8::try_from(out.len() - node - 1).map_err(|_| {
+                        format!(
+                            "the syscall search's left half ({} ranges) is too long for a jump",
+                            left.len()
+                        )
+                    })?;
+                    search(right, out, to_body)?;
                 }
             }
+            Ok(())
         }
         let mut out = Vec::new();
         let mut to_body = Vec::new();
-        search(&ranges, &mut out, &mut to_body);
+        search(&ranges, &mut out, &mut to_body)?;
         let end = out.len();
         for at in to_body {
             out[at].k = (end - at - 1) as u32;
         }
-        out
+        Ok(out)
     }
 
     fn cond(arg: u8, op: Op, value: u64) -> Result<SeccompCondition, BackendError> {
