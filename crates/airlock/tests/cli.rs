@@ -202,6 +202,7 @@ fn doctor_reports_each_layer() {
     let text = String::from_utf8_lossy(&out.stdout);
     for layer in [
         "user namespaces",
+        "net namespaces",
         "cgroups",
         "seccomp",
         "landlock",

@@ -74,6 +74,23 @@ pub fn host_checks() -> Vec<Check> {
         ),
         Some(n) => check("user namespaces", Level::Ok, format!("available (limit {n})"), None),
     });
+    // Each sandbox with network `none` or `allowlist` makes one in its user namespace.
+    out.push(
+        match read("/proc/sys/user/max_net_namespaces").and_then(|s| s.parse::<u64>().ok()) {
+            Some(0) | None => check(
+                "net namespaces",
+                Level::Missing,
+                "user.max_net_namespaces is 0 or unreadable",
+                Some("sysctl -w user.max_net_namespaces=65536"),
+            ),
+            Some(n) => check(
+                "net namespaces",
+                Level::Ok,
+                format!("available (limit {n})"),
+                None,
+            ),
+        },
+    );
 
     let cg = cgroup::probe();
     out.push(match &cg.usable {
