@@ -245,12 +245,7 @@ impl Sandbox {
         if let Err(e) = sandbox.release(&sync_parent, &identity_maps(&sandbox._identity)) {
             // A child that failed before its release (its network namespace) is gone, which
             // is what failed here: its own report says why.
-            let mut report = [libc::pollfd {
-                fd: error_read.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            if !matches!(sys::poll(&mut report, 0), Ok(n) if n > 0) {
+            if !matches!(sys::readable_now(error_read.as_raw_fd()), Ok(true)) {
                 return Err(e);
             }
             return Err(sandbox
@@ -480,12 +475,7 @@ impl Sandbox {
 
     /// Whether the sandbox's init has already exited (it has not been reaped yet).
     pub fn has_exited(&self) -> bool {
-        let mut fds = [libc::pollfd {
-            fd: self.pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        matches!(sys::poll(&mut fds, 0), Ok(n) if n > 0)
+        matches!(sys::readable_now(self.pidfd.as_raw_fd()), Ok(true))
     }
 
     /// Reads the sandbox's cgroup usage from another thread; `None` without a cgroup.
@@ -612,12 +602,7 @@ fn identity_maps(id: &HostIdentity) -> IdMaps {
 
 /// Whether the process `pidfd` refers to has exited (its pidfd is readable).
 fn exited(pidfd: &OwnedFd) -> bool {
-    let mut poll = [libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    !matches!(sys::poll(&mut poll, 0), Ok(0))
+    !matches!(sys::readable_now(pidfd.as_raw_fd()), Ok(false))
 }
 
 /// Whether any thread of the host process `pid` has a child (live or not yet reaped); true when

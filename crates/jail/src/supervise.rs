@@ -467,12 +467,7 @@ impl Watch<'_> {
 /// A [`report`] frame from `fd` if it is readable now (`Ok(None)`: not yet), with how many of
 /// its bytes came before end of file.
 fn frame_if_ready(fd: RawFd) -> sys::SysResult<Option<(usize, [u8; report::LEN])>> {
-    let mut ready = [libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    if !matches!(sys::poll(&mut ready, 0), Ok(n) if n > 0) {
+    if !matches!(sys::readable_now(fd), Ok(true)) {
         return Ok(None);
     }
     let mut frame = [0u8; report::LEN];

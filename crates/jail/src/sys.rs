@@ -1016,6 +1016,16 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> SysResult<usize
     }
 }
 
+/// Whether `fd` is readable now (or at end of file, or hung up), without waiting.
+pub(crate) fn readable_now(fd: RawFd) -> SysResult<bool> {
+    let mut fds = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    poll(&mut fds, 0).map(|n| n > 0)
+}
+
 pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: buf is a valid destination of its length.
     check(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long)

@@ -297,12 +297,7 @@ impl ZygoteChild {
 
     /// Whether the child is still waiting (it has not ended or failed).
     pub fn alive(&self) -> bool {
-        let mut fds = [libc::pollfd {
-            fd: self.status.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        matches!(sys::poll(&mut fds, 0), Ok(0))
+        matches!(sys::readable_now(self.status.as_raw_fd()), Ok(false))
     }
 
     /// When it became ready.
