@@ -30,6 +30,7 @@ def preload():
     """Imports what a call needs while a pre-started sandbox waits for its call."""
     _cloudpickle()
     import _airlock_codec  # noqa: F401
+    import asyncio  # noqa: F401  (a coroutine function's call runs under asyncio.run)
     import base64  # noqa: F401
     import traceback  # noqa: F401
 
