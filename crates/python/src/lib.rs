@@ -415,52 +415,63 @@ struct Engine {
     scheduler: Arc<Mutex<Option<Scheduler>>>,
 }
 
-/// A run started by `Engine.submit`; `cancel()` stops it (its sandbox is killed).
+/// A run started by `Engine.submit`, or other work started on the engine; `cancel()` stops it
+/// (a run's sandbox is killed).
 #[pyclass(frozen, module = "airlock._airlock")]
 struct Pending {
-    abort: tokio::task::AbortHandle,
+    stop: Stop,
+}
+
+enum Stop {
+    Task(tokio::task::AbortHandle),
+    Run(runtime::RunHandle),
 }
 
 #[pymethods]
 impl Pending {
-    /// Stops the run if it is still going: its sandbox is killed, `on_done` is never called.
+    /// Stops the work if it is still going: a run's sandbox is killed. `on_done` may still be
+    /// called (a run reports what the killed sandbox gave); an awaiting caller has given up.
     fn cancel(&self) {
-        self.abort.abort();
-    }
-
-    /// Whether the run's task has ended (finished or cancelled).
-    fn done(&self) -> bool {
-        self.abort.is_finished()
+        match &self.stop {
+            Stop::Task(t) => t.abort(),
+            Stop::Run(r) => r.cancel(),
+        }
     }
 }
 
-/// Runs `work` on the runtime; when it ends, calls `on_done(ok, value)` with the GIL held:
-/// `(True, to_py(output))` or `(False, exception)`. Cancelling the returned `Pending` drops
-/// `work` (and `on_done` is never called).
+/// Calls `on_done(ok, value)` with the GIL held: `(True, to_py(output))` or
+/// `(False, exception)`.
+fn report<T, C>(on_done: &Py<PyAny>, outcome: Result<T, RuntimeError>, to_py: C)
+where
+    C: for<'py> FnOnce(Python<'py>, T) -> PyResult<Bound<'py, PyAny>>,
+{
+    // Not attachable: the interpreter is shutting down, and nobody is listening.
+    let _ = Python::try_attach(|py| {
+        let exception = |e: PyErr| e.into_value(py).into_bound(py).into_any();
+        let (ok, value) = match outcome {
+            Ok(v) => match to_py(py, v) {
+                Ok(v) => (true, v),
+                Err(e) => (false, exception(e)),
+            },
+            Err(e) => (false, exception(engine_error(py, &e))),
+        };
+        if let Err(e) = on_done.call1(py, (ok, value)) {
+            e.write_unraisable(py, Some(on_done.bind(py)));
+        }
+    });
+}
+
+/// Runs `work` on the runtime; when it ends, calls `on_done(ok, value)` (see [`report`]).
+/// Cancelling the returned `Pending` drops `work` (and `on_done` is never called).
 fn settle_later<T, F, C>(rt: &Runtime, on_done: Py<PyAny>, work: F, to_py: C) -> Pending
 where
     T: Send + 'static,
     F: std::future::Future<Output = Result<T, RuntimeError>> + Send + 'static,
     C: for<'py> FnOnce(Python<'py>, T) -> PyResult<Bound<'py, PyAny>> + Send + 'static,
 {
-    let handle = rt.spawn(async move {
-        let outcome = work.await;
-        let _ = Python::try_attach(|py| {
-            let exception = |e: PyErr| e.into_value(py).into_bound(py).into_any();
-            let (ok, value) = match outcome {
-                Ok(v) => match to_py(py, v) {
-                    Ok(v) => (true, v),
-                    Err(e) => (false, exception(e)),
-                },
-                Err(e) => (false, exception(engine_error(py, &e))),
-            };
-            if let Err(e) = on_done.call1(py, (ok, value)) {
-                e.write_unraisable(py, Some(on_done.bind(py)));
-            }
-        });
-    });
+    let handle = rt.spawn(async move { report(&on_done, work.await, to_py) });
     Pending {
-        abort: handle.abort_handle(),
+        stop: Stop::Task(handle.abort_handle()),
     }
 }
 
@@ -558,8 +569,8 @@ impl Engine {
         }
     }
 
-    /// Starts a run and returns at once. When it ends, `on_done(ok, value)` is called from a
-    /// runtime thread with the GIL held: `(True, result_dict)` or `(False, exception)`.
+    /// Starts a run and returns at once. When it ends, `on_done(ok, value)` is called from the
+    /// run's thread with the GIL held: `(True, result_dict)` or `(False, exception)`.
     #[pyo3(signature = (request, code, on_done, files = None, on_stdout = None, on_stderr = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
@@ -576,12 +587,23 @@ impl Engine {
         let rt = runtime(py)?;
         let req = request.with(code.to_vec(), files, py);
         let sink = output_sink(on_stdout, on_stderr);
-        Ok(settle_later(
-            &rt,
-            on_done,
-            async move { scheduler.run(req, sink).await },
-            |py, r| result_dict(py, r).map(Bound::into_any),
-        ))
+        // Started here, not as a task: the run's own thread calls `on_done`, so its result
+        // reaches the event loop without first waking a runtime worker to hand it on.
+        let run = py.detach(|| {
+            let _runtime = rt.enter();
+            scheduler.start(
+                req,
+                sink,
+                Box::new(move |outcome| {
+                    report(&on_done, outcome, |py, r| {
+                        result_dict(py, r).map(Bound::into_any)
+                    })
+                }),
+            )
+        });
+        Ok(Pending {
+            stop: Stop::Run(run),
+        })
     }
 
     /// Starts a session shaped like `request` (seconds for the timeouts); `on_done(ok, value)`

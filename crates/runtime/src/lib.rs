@@ -23,5 +23,5 @@ pub use error::RuntimeError;
 pub use request::{MAX_CODE_BYTES, MountSpec, NetworkMode, RunRequest, resolve_host_path};
 pub use result::{RunResult, Status, TimingMs, UsageInfo};
 pub use run::{Stream, release_host_resources, run, run_with_progress};
-pub use scheduler::{OnOutput, Scheduler, SchedulerConfig};
+pub use scheduler::{OnDone, OnOutput, RunHandle, Scheduler, SchedulerConfig};
 pub use session::{SESSION_FILE_LIMIT, Session, SessionOptions};

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use jail::{Killer, Stream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::RuntimeError;
 use crate::request::RunRequest;
@@ -19,6 +19,63 @@ use crate::warm::{self, PoolZygote, Warm};
 
 /// Output callback for a run: called from a worker thread with each chunk as it arrives.
 pub type OnOutput = Box<dyn FnMut(Stream, &[u8]) + Send>;
+
+/// Completion callback of [`Scheduler::start`]: the run's outcome.
+pub type OnDone = Box<dyn FnOnce(Result<RunResult, RuntimeError>) + Send>;
+
+/// A run started by [`Scheduler::start`].
+pub struct RunHandle {
+    slot: Arc<RunSlot>,
+    /// The task waiting in the queue for the run's slot, while there is one.
+    queued: Option<tokio::task::AbortHandle>,
+}
+
+impl RunHandle {
+    /// Stops the run: one still queued leaves the queue, a running one has its sandbox killed.
+    /// Its `on_done` is still called (with the error, or with what the killed run gave).
+    pub fn cancel(&self) {
+        if let Some(q) = &self.queued {
+            q.abort();
+        }
+        self.slot.abandon();
+    }
+}
+
+/// An `OnDone` called exactly once: if it is dropped uncalled (a queued run cancelled, a
+/// runtime shutting down before the run's thread started), it gets an error then.
+struct DoneOnce(Option<OnDone>);
+
+impl DoneOnce {
+    fn new(f: OnDone) -> DoneOnce {
+        DoneOnce(Some(f))
+    }
+
+    fn call(mut self, outcome: Result<RunResult, RuntimeError>) {
+        if let Some(f) = self.0.take() {
+            f(outcome);
+        }
+    }
+}
+
+impl Drop for DoneOnce {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(RuntimeError::Busy {
+                why: "the run was stopped before it started (cancelled, or the scheduler shut \
+                      down)"
+                    .into(),
+            }));
+        }
+    }
+}
+
+/// A run's worker thread panicked or went away without a result (a bug of ours, not the run's).
+fn worker_lost() -> RuntimeError {
+    RuntimeError::host(
+        "the run's worker thread",
+        std::io::Error::other("it ended without a result (see the log)"),
+    )
+}
 
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -106,14 +163,18 @@ pub struct Scheduler {
     inner: Arc<Inner>,
 }
 
+/// `req` without its code: what its pool was built for.
+fn shape_of(req: &RunRequest) -> RunRequest {
+    RunRequest {
+        code: Vec::new(),
+        ..req.clone()
+    }
+}
+
 /// Pools are keyed by everything of a request but its code: a request whose limits, network,
 /// mounts, environment or packages differ never gets a sandbox built for another shape.
 fn pool_key(req: &RunRequest) -> String {
-    let shape = RunRequest {
-        code: Vec::new(),
-        ..req.clone()
-    };
-    format!("{shape:?}")
+    format!("{:?}", shape_of(req))
 }
 
 /// A place in the wait queue, given up on drop.
@@ -224,68 +285,130 @@ impl Scheduler {
     }
 
     /// Runs `req` in a sandbox no other code has run in, streaming output to `on_output`.
+    /// Dropping the future stops the run (its sandbox is killed).
     pub async fn run(
         &self,
         req: RunRequest,
         on_output: OnOutput,
     ) -> Result<RunResult, RuntimeError> {
         req.validate()?;
-        let inner = &self.inner;
-        let permit = match Arc::clone(&inner.permits).try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                // No free slot: wait in the bounded queue, or refuse at once when it is full.
-                let queued = Queued::enter(&inner.waiting);
-                if queued.ahead >= inner.config.max_queue {
-                    return Err(RuntimeError::Busy {
-                        why: format!(
-                            "{} runs are already waiting (the scheduler's max_queue: raise it, or \
-                             send fewer at once)",
-                            inner.config.max_queue
-                        ),
-                    });
-                }
-                // Leaving the queue (also when the caller gives up waiting) is `queued`'s drop.
-                let permit = Arc::clone(&inner.permits).acquire_owned().await;
-                drop(queued);
-                permit.map_err(|_| RuntimeError::Busy {
-                    why: "the scheduler is shutting down".into(),
-                })?
-            }
-        };
-
-        let warm = self.checkout(&req);
-        // An empty pool whose zygote is up: a child forked now costs milliseconds, not a cold
-        // start.
-        let zygote = match warm {
-            None => self.live_zygote(&req),
-            Some(_) => None,
-        };
-        let shape = RunRequest {
-            code: Vec::new(),
-            ..req.clone()
-        };
+        let permit = self.admit().await?;
         let slot = Arc::new(RunSlot::default());
-        if let Some(w) = &warm {
-            slot.hold(w.killer());
-        }
         let mut guard = CancelGuard {
             slot: Arc::clone(&slot),
             armed: true,
         };
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            execute(req, warm, zygote, on_output, &slot)
-        });
-        let result = task.await.map_err(|e| {
-            RuntimeError::host(
-                "the run's worker thread",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        let shape = shape_of(&req);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        let refill = shape.clone();
+        let on_done = DoneOnce::new(Box::new(move |r| {
+            // Nobody waits any more: the run's thread tops the pool up.
+            if tx.send(r).is_err() {
+                this.replenish(&refill);
+            }
+        }));
+        self.dispatch(req, permit, slot, on_output, on_done);
+        let result = rx.await.unwrap_or_else(|_| Err(worker_lost()));
         guard.armed = false; // finished: nothing to cancel
+        // Here, once the caller is running again: a refill started by the run's thread as it
+        // reports would compete with the caller for the CPU it is about to be woken on.
         self.replenish(&shape);
         result
+    }
+
+    /// Starts `req` and returns at once; `on_done` gets its outcome, exactly once, from the
+    /// thread that ran it. For callers that are not futures (the Python package's event-loop
+    /// bridge): the result reaches them without first waking a runtime worker to hand it on.
+    /// Call it within a Tokio runtime (or under its `Handle::enter`).
+    pub fn start(&self, req: RunRequest, on_output: OnOutput, on_done: OnDone) -> RunHandle {
+        let this = self.clone();
+        let shape = shape_of(&req);
+        let on_done = DoneOnce::new(Box::new(move |r| {
+            on_done(r);
+            this.replenish(&shape);
+        }));
+        let slot = Arc::new(RunSlot::default());
+        let mut handle = RunHandle {
+            slot: Arc::clone(&slot),
+            queued: None,
+        };
+        if let Err(e) = req.validate() {
+            on_done.call(Err(e));
+            return handle;
+        }
+        match Arc::clone(&self.inner.permits).try_acquire_owned() {
+            Ok(permit) => self.dispatch(req, permit, slot, on_output, on_done),
+            Err(_) => {
+                let this = self.clone();
+                let task = tokio::spawn(async move {
+                    match this.admit().await {
+                        Ok(permit) => this.dispatch(req, permit, slot, on_output, on_done),
+                        Err(e) => on_done.call(Err(e)),
+                    }
+                });
+                handle.queued = Some(task.abort_handle());
+            }
+        }
+        handle
+    }
+
+    /// A slot to run in: at once, after a wait in the bounded queue, or `Busy` when the queue
+    /// is full.
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, RuntimeError> {
+        let inner = &self.inner;
+        if let Ok(p) = Arc::clone(&inner.permits).try_acquire_owned() {
+            return Ok(p);
+        }
+        let queued = Queued::enter(&inner.waiting);
+        if queued.ahead >= inner.config.max_queue {
+            return Err(RuntimeError::Busy {
+                why: format!(
+                    "{} runs are already waiting (the scheduler's max_queue: raise it, or send \
+                     fewer at once)",
+                    inner.config.max_queue
+                ),
+            });
+        }
+        // Leaving the queue (also when the caller gives up waiting) is `queued`'s drop.
+        let permit = Arc::clone(&inner.permits).acquire_owned().await;
+        drop(queued);
+        permit.map_err(|_| RuntimeError::Busy {
+            why: "the scheduler is shutting down".into(),
+        })
+    }
+
+    /// Runs `req` on a blocking thread (in a warm sandbox when its pool has one), which reports
+    /// to `on_done`.
+    fn dispatch(
+        &self,
+        req: RunRequest,
+        permit: OwnedSemaphorePermit,
+        slot: Arc<RunSlot>,
+        on_output: OnOutput,
+        on_done: DoneOnce,
+    ) {
+        let this = self.clone();
+        // If the runtime is shutting down and this never runs, `on_done`'s drop reports it.
+        tokio::task::spawn_blocking(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // On this thread: a checkout may wait for stale sandboxes to be destroyed.
+                let warm = this.checkout(&req);
+                // An empty pool whose zygote is up: a child forked now costs milliseconds, not
+                // a cold start.
+                let zygote = match warm {
+                    None => this.live_zygote(&req),
+                    Some(_) => None,
+                };
+                if let Some(w) = &warm {
+                    slot.hold(w.killer());
+                }
+                execute(req, warm, zygote, on_output, &slot)
+            }))
+            .unwrap_or_else(|_| Err(worker_lost()));
+            drop(permit);
+            on_done.call(result);
+        });
     }
 
     /// Starts a session shaped like `template` (its code is ignored): a sandbox that keeps its
@@ -471,10 +594,7 @@ impl Scheduler {
         let (taken, stale) = {
             let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
             let pool = pools.entry(pool_key(req)).or_default();
-            pool.template.get_or_insert_with(|| RunRequest {
-                code: Vec::new(),
-                ..req.clone()
-            });
+            pool.template.get_or_insert_with(|| shape_of(req));
             pool.last_used = Some(Instant::now());
             // Past their age, or dead (killed while waiting): never handed out.
             let (fresh, stale): (Vec<Warm>, Vec<Warm>) = pool

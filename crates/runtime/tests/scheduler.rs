@@ -528,12 +528,7 @@ fn a_run_cancelled_before_its_sandbox_started_never_runs_on() {
 #[test]
 fn excess_waiting_runs_are_refused_not_hung() {
     rt().block_on(async {
-        let s = track(Scheduler::new(SchedulerConfig {
-            max_concurrent: 1,
-            max_queue: 1,
-            pool_size: 0,
-            ..SchedulerConfig::default()
-        }));
+        let s = one_at_a_time(1);
         let slow = || req(Language::Shell, "sleep 2");
         let a = tokio::spawn({
             let s = s.clone();
@@ -1037,5 +1032,126 @@ fn a_zygote_whose_fork_fails_serves_on() {
             "no fork was refused: {pools:?}"
         );
         s.shutdown().await;
+    });
+}
+
+/// A scheduler that runs one run at a time, cold, and lets `max_queue` wait.
+fn one_at_a_time(max_queue: usize) -> Scheduler {
+    track(Scheduler::new(SchedulerConfig {
+        max_concurrent: 1,
+        max_queue,
+        pool_size: 0,
+        ..SchedulerConfig::default()
+    }))
+}
+
+type Outcome = Result<airlock_runtime::RunResult, airlock_runtime::RuntimeError>;
+
+/// `Scheduler::start`'s completions, sent on a channel: the channel disconnects once `on_done`
+/// is gone, so a second report would have to come before that.
+fn started(
+    s: &Scheduler,
+    r: RunRequest,
+) -> (
+    airlock_runtime::RunHandle,
+    std::sync::mpsc::Receiver<Outcome>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = s.start(
+        r,
+        Box::new(|_, _| {}),
+        Box::new(move |outcome| tx.send(outcome).unwrap()),
+    );
+    (handle, rx)
+}
+
+/// Exactly one report: it arrives, and then the callback (the sender) is gone.
+async fn the_one_report(rx: std::sync::mpsc::Receiver<Outcome>) -> Outcome {
+    tokio::task::spawn_blocking(move || {
+        let outcome = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("on_done was never called");
+        assert!(
+            matches!(
+                rx.recv_timeout(Duration::from_secs(5)),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+            ),
+            "on_done was called again, or never let go of"
+        );
+        outcome
+    })
+    .await
+    .unwrap()
+}
+
+#[test]
+fn start_reports_each_run_once_warm_and_cold() {
+    rt().block_on(async {
+        let s = sched(1);
+        for (i, lang) in [Language::Python, Language::Python, Language::Shell]
+            .into_iter()
+            .enumerate()
+        {
+            let code = match lang {
+                Language::Shell => "echo started",
+                _ => "print('started')",
+            };
+            let (_handle, rx) = started(&s, req(lang, code));
+            let out = the_one_report(rx)
+                .await
+                .unwrap_or_else(|e| panic!("run {i}: {e}"));
+            assert_eq!(out.status, Status::Ok, "run {i}: {out:?}");
+            assert_eq!(out.stdout, "started\n", "run {i}");
+        }
+        // Refused before it starts: reported too, naming the field.
+        let (_handle, rx) = started(&s, req(Language::Python, ""));
+        let e = the_one_report(rx).await.unwrap_err();
+        assert!(e.to_string().contains("code"), "{e}");
+    });
+}
+
+#[test]
+fn a_started_run_cancelled_running_or_queued_is_stopped_and_reported() {
+    rt().block_on(async {
+        let s = one_at_a_time(4);
+        let (running, running_marker) = a_long_sleep(9000);
+        let (queued, queued_marker) = a_long_sleep(9500);
+        let (a, a_rx) = started(&s, running);
+        let (b, b_rx) = started(&s, queued);
+        // `a` holds the only slot (it is running once its process shows); `b` waits for it.
+        for _ in 0..300 {
+            if a_process_names(&running_marker) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let a_running = || a_process_names(&running_marker);
+        assert!(a_running(), "the first run never started");
+        b.cancel();
+        let b_out = the_one_report(b_rx).await;
+        assert!(
+            matches!(b_out, Err(airlock_runtime::RuntimeError::Busy { .. })),
+            "{b_out:?}"
+        );
+        // Reported without waiting for the slot: the run ahead of it is still going.
+        assert!(
+            a_running(),
+            "the queued run was reported only once the slot was free"
+        );
+        a.cancel();
+        let a_out = the_one_report(a_rx).await;
+        assert!(
+            !matches!(&a_out, Ok(r) if r.status == Status::Ok),
+            "a killed run reported success: {a_out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!a_running(), "the cancelled run is still running");
+        assert!(
+            !a_process_names(&queued_marker),
+            "the cancelled queued run started"
+        );
+        // The slot is free again.
+        let out = run(&s, req(Language::Shell, "echo after")).await;
+        assert_eq!(out.stdout, "after\n");
     });
 }

@@ -42,7 +42,6 @@ class Pending:
     """A run started by ``Engine.submit``."""
 
     def cancel(self) -> None: ...
-    def done(self) -> bool: ...
 
 class Session:
     """A live session; each method reports through ``on_done(ok, value)``."""
