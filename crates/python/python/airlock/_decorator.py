@@ -240,6 +240,9 @@ class _Spec:
         env = dict(env or {})
         theirs = env.get("PYTHONPATH")
         env["PYTHONPATH"] = "/airlock/boot" + (":" + theirs if theirs else "")
+        if self.is_async:
+            # Its own pool, whose sandboxes rehearse an event loop while they wait.
+            env["AIRLOCK_ASYNC_CALL"] = "1"
         self.request = request_for(
             timeout=timeout,
             memory_mb=memory_mb,
