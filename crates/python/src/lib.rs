@@ -429,8 +429,9 @@ enum Stop {
 
 #[pymethods]
 impl Pending {
-    /// Stops the work if it is still going: a run's sandbox is killed. `on_done` may still be
-    /// called (a run reports what the killed sandbox gave); an awaiting caller has given up.
+    /// Stops the work if it is still going: a run's sandbox is killed. A run's `on_done` is
+    /// still called, once (with what the killed sandbox gave, or the error); other work's is
+    /// not.
     fn cancel(&self) {
         match &self.stop {
             Stop::Task(t) => t.abort(),

@@ -77,6 +77,13 @@ fn worker_lost() -> RuntimeError {
     )
 }
 
+/// A run whose caller cancelled it, or stopped waiting, before it got a sandbox.
+fn caller_gone() -> RuntimeError {
+    RuntimeError::Busy {
+        why: "the caller stopped waiting for the run".into(),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
     /// Runs executing at once; further runs wait.
@@ -228,6 +235,11 @@ impl RunSlot {
         true
     }
 
+    /// The run is over: nothing is left to kill.
+    fn release(&self) {
+        self.state().killer = None;
+    }
+
     fn abandoned(&self) -> bool {
         self.state().abandoned
     }
@@ -244,17 +256,23 @@ impl RunSlot {
     }
 }
 
-/// Kills the run's sandbox if the caller stops waiting (the future is dropped) while armed.
-struct CancelGuard {
+/// The waiting caller of `Scheduler::run`. Dropped, it tops the run's pool up: once the result
+/// is in, on the caller's thread (a refill started by the run's thread as it reports would
+/// compete with the caller for the CPU it is about to be woken on); and when the future is
+/// dropped first, which also kills the run's sandbox, even if the result was already on its way.
+struct Waiting<'a> {
+    sched: &'a Scheduler,
     slot: Arc<RunSlot>,
-    armed: bool,
+    shape: RunRequest,
+    finished: bool,
 }
 
-impl Drop for CancelGuard {
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        if self.armed {
+        if !self.finished {
             self.slot.abandon();
         }
+        self.sched.replenish(&self.shape);
     }
 }
 
@@ -294,26 +312,26 @@ impl Scheduler {
         req.validate()?;
         let permit = self.admit().await?;
         let slot = Arc::new(RunSlot::default());
-        let mut guard = CancelGuard {
+        let mut waiting = Waiting {
+            sched: self,
             slot: Arc::clone(&slot),
-            armed: true,
+            shape: shape_of(&req),
+            finished: false,
         };
-        let shape = shape_of(&req);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let this = self.clone();
-        let refill = shape.clone();
+        let refill = waiting.shape.clone();
         let on_done = DoneOnce::new(Box::new(move |r| {
-            // Nobody waits any more: the run's thread tops the pool up.
+            // Nobody waits any more (and may have gone before this run took its sandbox): the
+            // run's thread tops the pool up.
             if tx.send(r).is_err() {
                 this.replenish(&refill);
             }
         }));
         self.dispatch(req, permit, slot, on_output, on_done);
         let result = rx.await.unwrap_or_else(|_| Err(worker_lost()));
-        guard.armed = false; // finished: nothing to cancel
-        // Here, once the caller is running again: a refill started by the run's thread as it
-        // reports would compete with the caller for the CPU it is about to be woken on.
-        self.replenish(&shape);
+        waiting.finished = true;
+        drop(waiting);
         result
     }
 
@@ -392,6 +410,10 @@ impl Scheduler {
         // If the runtime is shutting down and this never runs, `on_done`'s drop reports it.
         tokio::task::spawn_blocking(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // Cancelled before this thread started: no warm sandbox is spent on it.
+                if slot.abandoned() {
+                    return Err(caller_gone());
+                }
                 // On this thread: a checkout may wait for stale sandboxes to be destroyed.
                 let warm = this.checkout(&req);
                 // An empty pool whose zygote is up: a child forked now costs milliseconds, not
@@ -400,12 +422,11 @@ impl Scheduler {
                     None => this.live_zygote(&req),
                     Some(_) => None,
                 };
-                if let Some(w) = &warm {
-                    slot.hold(w.killer());
-                }
                 execute(req, warm, zygote, on_output, &slot)
             }))
             .unwrap_or_else(|_| Err(worker_lost()));
+            // A handle kept after the run holds no descriptor of its sandbox.
+            slot.release();
             drop(permit);
             on_done.call(result);
         });
@@ -618,7 +639,7 @@ impl Scheduler {
             let pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(&pools.get(&pool_key(req))?.zygote)
         };
-        // Never wait here (on an async thread) for a zygote being started.
+        // Never wait here for a zygote being started: the run goes cold at once instead.
         let state = slot.try_lock().ok()?;
         state.current.as_ref().filter(|z| z.alive()).cloned()
     }
@@ -640,14 +661,12 @@ fn execute(
     mut on_output: OnOutput,
     slot: &RunSlot,
 ) -> Result<RunResult, RuntimeError> {
-    let gone = || RuntimeError::Busy {
-        why: "the caller stopped waiting for the run".into(),
-    };
     let warm = match warm {
-        Some(w) => Some(w),
+        Some(w) if slot.hold(w.killer()) => Some(w),
+        Some(_) => return Err(caller_gone()),
         None => match zygote.map(|z| Warm::fork(&z, &req)) {
             Some(Ok(w)) if slot.hold(w.killer()) => Some(w),
-            Some(Ok(_)) => return Err(gone()),
+            Some(Ok(_)) => return Err(caller_gone()),
             Some(Err(e)) => {
                 tracing::warn!("forking a zygote child on demand failed; running cold: {e}");
                 None
@@ -667,7 +686,7 @@ fn execute(
     // Nothing cold is started for a caller that is gone (no install either); one that goes
     // while it starts has its sandbox killed as soon as there is one.
     if slot.abandoned() {
-        return Err(gone());
+        return Err(caller_gone());
     }
     crate::run::run_with(&req, on_output, |k| {
         slot.hold(k);

@@ -1084,29 +1084,122 @@ async fn the_one_report(rx: std::sync::mpsc::Receiver<Outcome>) -> Outcome {
     .unwrap()
 }
 
+/// Waits (up to 6 s) for a process whose command line holds `marker`; whether one showed.
+async fn until_running(marker: &str) -> bool {
+    for _ in 0..300 {
+        if a_process_names(marker) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Cancels the running run of `handle` and checks it is reported, not as a success, and gone.
+async fn cancel_while_running(
+    handle: airlock_runtime::RunHandle,
+    rx: std::sync::mpsc::Receiver<Outcome>,
+    marker: &str,
+    what: &str,
+) {
+    handle.cancel();
+    let out = the_one_report(rx).await;
+    assert!(
+        !matches!(&out, Ok(r) if r.status == Status::Ok),
+        "{what}: a killed run reported success: {out:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !a_process_names(marker),
+        "{what}: the cancelled run is still running"
+    );
+}
+
 #[test]
 fn start_reports_each_run_once_warm_and_cold() {
     rt().block_on(async {
-        let s = sched(1);
-        for (i, lang) in [Language::Python, Language::Python, Language::Shell]
-            .into_iter()
-            .enumerate()
-        {
+        let warm = sched(1);
+        let cold = sched(0);
+        for lang in [Language::Python, Language::Shell] {
             let code = match lang {
                 Language::Shell => "echo started",
                 _ => "print('started')",
             };
-            let (_handle, rx) = started(&s, req(lang, code));
-            let out = the_one_report(rx)
-                .await
-                .unwrap_or_else(|e| panic!("run {i}: {e}"));
-            assert_eq!(out.status, Status::Ok, "run {i}: {out:?}");
-            assert_eq!(out.stdout, "started\n", "run {i}");
+            let r = req(lang, code);
+            assert_eq!(
+                warm.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap(),
+                1,
+                "{lang:?} pool never filled"
+            );
+            for (s, pool) in [(&warm, "warm"), (&cold, "cold")] {
+                let (_handle, rx) = started(s, r.clone());
+                let out = the_one_report(rx)
+                    .await
+                    .unwrap_or_else(|e| panic!("{lang:?} {pool}: {e}"));
+                assert_eq!(out.status, Status::Ok, "{lang:?} {pool}: {out:?}");
+                assert_eq!(out.stdout, "started\n", "{lang:?} {pool}");
+                assert_eq!(out.pool, pool, "{lang:?}");
+            }
         }
         // Refused before it starts: reported too, naming the field.
-        let (_handle, rx) = started(&s, req(Language::Python, ""));
+        let (_handle, rx) = started(&warm, req(Language::Python, ""));
         let e = the_one_report(rx).await.unwrap_err();
         assert!(e.to_string().contains("code"), "{e}");
+    });
+}
+
+#[test]
+fn a_started_warm_run_cancelled_is_killed_and_its_pool_refilled() {
+    rt().block_on(async {
+        let s = sched(1);
+        for lang in [Language::Python, Language::Shell] {
+            let (r, marker) = a_long_sleep(8500);
+            let r = match lang {
+                Language::Python => req(
+                    lang,
+                    &format!("import subprocess\nsubprocess.run(['sleep', '{marker}'])"),
+                ),
+                _ => r,
+            };
+            assert_eq!(
+                s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap(),
+                1,
+                "{lang:?} pool never filled"
+            );
+            let (handle, rx) = started(&s, r.clone());
+            assert!(
+                until_running(&marker).await,
+                "{lang:?}: the run never started"
+            );
+            cancel_while_running(handle, rx, &marker, &format!("{lang:?}")).await;
+            // Cancelled before its thread took a sandbox: the warm one is kept for the next.
+            let (handle, rx) = started(&s, r.clone());
+            handle.cancel();
+            let _ = the_one_report(rx).await;
+            // And the pool serves again (refilled after the kill, or never spent).
+            assert_eq!(
+                s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap(),
+                1,
+                "{lang:?} pool never refilled"
+            );
+            let echo = match lang {
+                Language::Shell => "echo after",
+                _ => "print('after')",
+            };
+            let out = run(
+                &s,
+                RunRequest {
+                    code: echo.into(),
+                    ..r
+                },
+            )
+            .await;
+            assert_eq!(
+                (out.stdout.as_str(), out.pool.as_str()),
+                ("after\n", "warm"),
+                "{lang:?}"
+            );
+        }
     });
 }
 
@@ -1119,14 +1212,10 @@ fn a_started_run_cancelled_running_or_queued_is_stopped_and_reported() {
         let (a, a_rx) = started(&s, running);
         let (b, b_rx) = started(&s, queued);
         // `a` holds the only slot (it is running once its process shows); `b` waits for it.
-        for _ in 0..300 {
-            if a_process_names(&running_marker) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let a_running = || a_process_names(&running_marker);
-        assert!(a_running(), "the first run never started");
+        assert!(
+            until_running(&running_marker).await,
+            "the first run never started"
+        );
         b.cancel();
         let b_out = the_one_report(b_rx).await;
         assert!(
@@ -1135,17 +1224,10 @@ fn a_started_run_cancelled_running_or_queued_is_stopped_and_reported() {
         );
         // Reported without waiting for the slot: the run ahead of it is still going.
         assert!(
-            a_running(),
+            a_process_names(&running_marker),
             "the queued run was reported only once the slot was free"
         );
-        a.cancel();
-        let a_out = the_one_report(a_rx).await;
-        assert!(
-            !matches!(&a_out, Ok(r) if r.status == Status::Ok),
-            "a killed run reported success: {a_out:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!a_running(), "the cancelled run is still running");
+        cancel_while_running(a, a_rx, &running_marker, "the running run").await;
         assert!(
             !a_process_names(&queued_marker),
             "the cancelled queued run started"
