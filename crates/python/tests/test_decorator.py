@@ -96,6 +96,27 @@ def test_async_function_error():
     assert "asyncio" not in (e.value.traceback or "").split("raise KeyError")[0].split("boom")[0]
 
 
+class _LoopAtLoad:
+    """Unpickled in the sandbox as a call of asyncio.get_event_loop(), before the call's own
+    loop starts, as a module the call imports might make at import time."""
+
+    def __reduce__(self):
+        return (asyncio.get_event_loop, ())
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="Python 3.14's get_event_loop makes no loop")
+def test_an_async_call_in_a_rehearsed_sandbox_loads_as_in_a_cold_one():
+    # Its pool's sandboxes run an event loop before the call arrives; that must leave nothing
+    # that changes what the call's own code finds (asyncio.run would leave the policy marked
+    # as having had a loop set, and get_event_loop() would then fail at load).
+    @airlock.sandbox
+    async def kind(loop):
+        return type(loop).__name__
+
+    kind.prewarm(1, 120)
+    assert asyncio.run(kind(_LoopAtLoad())).endswith("EventLoop")
+
+
 def test_recursion_runs_inside_the_one_sandbox():
     @airlock.sandbox
     def fact(n):

@@ -30,9 +30,11 @@ def preload():
     """Imports what a call needs while a pre-started sandbox waits for its call."""
     _cloudpickle()
     import _airlock_codec  # noqa: F401
-    import asyncio  # noqa: F401  (a coroutine function's call runs under asyncio.run)
     import base64  # noqa: F401
     import traceback  # noqa: F401
+
+    if _async_pool():
+        import asyncio  # noqa: F401  (a coroutine function's call runs under asyncio.run)
 
     if os.getpid() == 1:
         # A zygote: its children share the sample call that `rehearse` decodes. A sandbox's
@@ -71,17 +73,30 @@ def rehearse():
         _check_format(data)
         call = _cloudpickle().loads(memoryview(data)[data.index(b"\n") + 1 :])
         codec.encode_record(b"V", call["fn"](*call["args"], **call["kwargs"]))
-        if os.environ.get("AIRLOCK_ASYNC_CALL") == "1":
-            # A pool of `async def` calls (the decorator sets it): an event loop's first run
-            # costs more than a millisecond in a zygote's child; this one pays it now.
+        if _async_pool():
+            # An event loop's first run costs more than a millisecond in a zygote's child; this
+            # one pays it now. Not through asyncio.run, which would leave the policy marked as
+            # having had a loop set: the call's own modules, imported before its loop starts,
+            # would then find no event loop where a cold run's do.
             import asyncio
 
             async def _noop():
                 pass
 
-            asyncio.run(_noop())
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(_noop())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
     except Exception:
         pass
+
+
+def _async_pool():
+    """A pool of `async def` calls (the decorator sets this in their sandboxes' environment):
+    only their sandboxes hold asyncio (about 5 MB more to fork and tear down per call)."""
+    return os.environ.get("AIRLOCK_ASYNC_CALL") == "1"
 
 
 def _oom_record(codec):
