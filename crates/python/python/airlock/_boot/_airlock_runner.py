@@ -75,20 +75,22 @@ def rehearse():
         codec.encode_record(b"V", call["fn"](*call["args"], **call["kwargs"]))
         if _async_pool():
             # An event loop's first run costs more than a millisecond in a zygote's child; this
-            # one pays it now. Not through asyncio.run, which would leave the policy marked as
-            # having had a loop set: the call's own modules, imported before its loop starts,
-            # would then find no event loop where a cold run's do.
+            # one pays it now, through the path the call's asyncio.run takes.
             import asyncio
+            import warnings
 
             async def _noop():
                 pass
 
-            loop = asyncio.new_event_loop()
             try:
-                loop.run_until_complete(_noop())
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                asyncio.run(_noop())
             finally:
-                loop.close()
+                # asyncio.run leaves the policy marked as having had a loop set: the call's own
+                # modules, imported before its loop starts, would then find no event loop where
+                # a cold run's do. A fresh default policy is what a cold run starts with.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    asyncio.set_event_loop_policy(None)
     except Exception:
         pass
 
