@@ -1101,7 +1101,7 @@ async fn cancel_while_running(
     rx: std::sync::mpsc::Receiver<Outcome>,
     marker: &str,
     what: &str,
-) {
+) -> Outcome {
     handle.cancel();
     let out = the_one_report(rx).await;
     assert!(
@@ -1113,6 +1113,7 @@ async fn cancel_while_running(
         !a_process_names(marker),
         "{what}: the cancelled run is still running"
     );
+    out
 }
 
 #[test]
@@ -1171,12 +1172,11 @@ fn a_started_warm_run_cancelled_is_killed_and_its_pool_refilled() {
                 until_running(&marker).await,
                 "{lang:?}: the run never started"
             );
-            cancel_while_running(handle, rx, &marker, &format!("{lang:?}")).await;
-            // Cancelled before its thread took a sandbox: the warm one is kept for the next.
-            let (handle, rx) = started(&s, r.clone());
-            handle.cancel();
-            let _ = the_one_report(rx).await;
-            // And the pool serves again (refilled after the kill, or never spent).
+            let out = cancel_while_running(handle, rx, &marker, &format!("{lang:?}")).await;
+            if let Ok(out) = out {
+                assert_eq!(out.pool, "warm", "{lang:?}: {out:?}");
+            }
+            // And the pool serves again, refilled after the kill.
             assert_eq!(
                 s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap(),
                 1,
@@ -1204,6 +1204,37 @@ fn a_started_warm_run_cancelled_is_killed_and_its_pool_refilled() {
 }
 
 #[test]
+fn a_run_cancelled_before_its_thread_starts_spends_no_warm_sandbox() {
+    // One blocking thread, held: the started run's thread cannot begin until it is let go.
+    let rt = Rt(tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap());
+    rt.block_on(async {
+        let s = sched(1);
+        let r = req(Language::Python, "print('ran')");
+        assert_eq!(s.prewarm(&r, 1, Duration::from_secs(20)).await.unwrap(), 1);
+        let built = s.warm_started();
+        let (gate, held) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::task::spawn_blocking(move || held.recv());
+        let (handle, rx) = started(&s, r.clone());
+        handle.cancel();
+        gate.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let out = the_one_report(rx).await;
+        assert!(
+            matches!(&out, Err(airlock_runtime::RuntimeError::Busy { why }) if why.contains("stopped waiting")),
+            "{out:?}"
+        );
+        assert_eq!(s.ready(&r), 1, "the warm sandbox was spent on a cancelled run");
+        assert_eq!(s.warm_started(), built, "a sandbox was built to replace one never used");
+        let out = run(&s, r).await;
+        assert_eq!((out.stdout.as_str(), out.pool.as_str()), ("ran\n", "warm"));
+    });
+}
+
+#[test]
 fn a_started_run_cancelled_running_or_queued_is_stopped_and_reported() {
     rt().block_on(async {
         let s = one_at_a_time(4);
@@ -1227,7 +1258,7 @@ fn a_started_run_cancelled_running_or_queued_is_stopped_and_reported() {
             a_process_names(&running_marker),
             "the queued run was reported only once the slot was free"
         );
-        cancel_while_running(a, a_rx, &running_marker, "the running run").await;
+        let _ = cancel_while_running(a, a_rx, &running_marker, "the running run").await;
         assert!(
             !a_process_names(&queued_marker),
             "the cancelled queued run started"
