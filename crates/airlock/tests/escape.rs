@@ -473,6 +473,61 @@ both!(cgroup_and_mounts_are_private, |who| {
     );
 });
 
+// Each sandbox must get a network namespace of its own, owned by its own user namespace (so
+// that what it may do there it may do nowhere else), with loopback up and nothing else. The
+// runs overlap in time, since a freed namespace's inode number can be reused.
+both!(
+    concurrent_sandboxes_each_get_a_network_namespace_of_their_own,
+    |who| {
+        let code = r#"
+import fcntl, os, socket, struct, time
+ns = os.open("/proc/self/ns/net", os.O_RDONLY)
+owner = fcntl.ioctl(ns, 0xb701)  # NS_GET_USERNS
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, struct.pack("16sH", b"lo", 0)))[1]  # SIOCGIFFLAGS
+ifaces = [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]
+print("net", os.fstat(ns).st_ino, "owner", os.fstat(owner).st_ino,
+      "user", os.stat("/proc/self/ns/user").st_ino, "up", flags & 1, "ifaces", ",".join(ifaces))
+time.sleep(1.5)
+"#;
+        use std::os::unix::fs::MetadataExt;
+        let host = std::fs::metadata("/proc/self/ns/net")
+            .unwrap()
+            .ino()
+            .to_string();
+        let outs: Vec<String> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..6)
+                .map(|_| s.spawn(|| ok_stdout(&py(who, code))))
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let mut nets = std::collections::BTreeSet::new();
+        for out in &outs {
+            let w: Vec<&str> = out.split_whitespace().collect();
+            assert_eq!(
+                (w[0], w[2], w[4], w[6], w[8]),
+                ("net", "owner", "user", "up", "ifaces"),
+                "{out}"
+            );
+            assert_ne!(
+                w[1], host,
+                "a sandbox is in the host's network namespace: {out}"
+            );
+            assert_eq!(
+                w[3], w[5],
+                "its network namespace is not its user namespace's: {out}"
+            );
+            assert_eq!((w[7], w[9]), ("1", "lo"), "not loopback alone, up: {out}");
+            nets.insert(w[1].to_string());
+        }
+        assert_eq!(
+            nets.len(),
+            outs.len(),
+            "sandboxes share a network namespace: {outs:?}"
+        );
+    }
+);
+
 #[test]
 fn concurrent_runs_as_root_get_distinct_unprivileged_host_uids() {
     let Some(who) = identity(true) else { return };
