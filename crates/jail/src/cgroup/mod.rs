@@ -306,10 +306,13 @@ impl Cgroup {
         }
         let host = Host::with_env(env);
         let v2_controllers = host.v2_controllers();
-        match choose(&host.layout, &v2_controllers) {
+        let version = choose(&host.layout, &v2_controllers);
+        let answer = match version {
             Some(version) => Ok(version == Version::V2),
             None => Err(no_controllers(&host, &v2_controllers).into_error()),
-        }
+        };
+        Probed::keep(host);
+        answer
     }
 
     /// Moves process `pid` (all its threads) into this cgroup (v1: every hierarchy's
@@ -917,10 +920,38 @@ fn resolved_parent() -> Result<Arc<Parent>, JailError> {
     {
         return Ok(Arc::clone(parent));
     }
-    let host = Host::with_env(env);
+    let host = Probed::take(&env).unwrap_or_else(|| Host::with_env(env));
     let parent = Arc::new(resolve(&host, true).map_err(Refusal::into_error)?);
     *cache = Some((host.env.clone(), Arc::clone(&parent)));
     Ok(parent)
+}
+
+/// The host as [`Cgroup::clones_into`] just read it, for the `create` of the same spawn that
+/// follows (before the clone on v2, after it on v1): reading the host's cgroup files twice
+/// costs a quarter of a millisecond of a cold start. Taken once, and only while fresh, so that
+/// no long-lived supervisor resolves with an old view of the host (swap turned on since, say).
+struct Probed;
+
+static PROBED: Mutex<Option<(Instant, Host)>> = Mutex::new(None);
+
+impl Probed {
+    /// Longer than any spawn takes between its probe and its `create`.
+    const FRESH: Duration = Duration::from_secs(1);
+
+    fn keep(host: Host) {
+        *PROBED.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), host));
+    }
+
+    fn take(env: &Option<String>) -> Option<Host> {
+        let (at, host) = PROBED.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        Probed::usable(at.elapsed(), &host.env, env).then_some(host)
+    }
+
+    /// Whether a probe `age` old, made for `AIRLOCK_CGROUP_PARENT` `made_for`, may stand in
+    /// for reading the host now, with `now` set.
+    fn usable(age: Duration, made_for: &Option<String>, now: &Option<String>) -> bool {
+        age < Probed::FRESH && made_for == now
+    }
 }
 
 /// The parent [`resolved_parent`] last resolved, with the `AIRLOCK_CGROUP_PARENT` it was for.

@@ -1229,3 +1229,19 @@ fn delegated_v1_parent_works(probed: HostCgroups) {
         assert!(!p.exists(), "{} survived destroy", p.display());
     }
 }
+
+#[test]
+fn a_probe_stands_in_only_while_fresh_and_for_the_same_parent() {
+    let none: Option<String> = None;
+    let delegated = Some("airlock-me".to_string());
+    assert!(Probed::usable(Duration::from_millis(5), &none, &none));
+    assert!(Probed::usable(
+        Duration::from_millis(5),
+        &delegated,
+        &delegated
+    ));
+    assert!(!Probed::usable(Duration::from_millis(5), &none, &delegated));
+    assert!(!Probed::usable(Duration::from_millis(5), &delegated, &none));
+    assert!(!Probed::usable(Probed::FRESH, &none, &none));
+    assert!(!Probed::usable(Duration::from_secs(3600), &none, &none));
+}
