@@ -4,6 +4,14 @@ use std::path::Path;
 
 use crate::{Command, Policy, Sandbox, cgroup, landlock, sys};
 
+/// The cores this process may use (`std::thread::available_parallelism`, at least 1), found
+/// once: the standard library reads the cgroup's CPU quota from its files on every call, which
+/// a cold start would otherwise pay more than once.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
     /// The layer works.

@@ -694,7 +694,7 @@ pub fn too_many_in_flight(e: &io::Error) -> bool {
 /// sandboxes from spending another's.
 pub fn prepare_descriptor_passing(most_open_files: u64) -> io::Result<()> {
     // The kernel checks before it counts, so each concurrent sender gets one more message in.
-    let senders = std::thread::available_parallelism().map_or(1, |n| n.get() as u64) + 1;
+    let senders = crate::probe::cores() as u64 + 1;
     let bound = most_open_files + SCM_MAX_FD * senders;
     // Room above the bound for this process's own descriptors in flight.
     let soft = sys::raise_nofile_soft(bound + 1024).map_err(io::Error::from_raw_os_error)?;

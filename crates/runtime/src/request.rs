@@ -255,11 +255,9 @@ fn host_memory_mb() -> u64 {
     })
 }
 
-/// The cores this process may use, found once (the standard library reads the cgroup's CPU
-/// quota from its files on every call).
+/// The cores this process may use.
 fn host_cores() -> f64 {
-    static CORES: OnceLock<f64> = OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64))
+    jail::probe::cores() as f64
 }
 
 impl RunRequest {

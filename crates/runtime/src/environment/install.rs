@@ -85,7 +85,7 @@ pub(crate) fn run(
     env.insert("NO_COLOR".to_string(), "1".to_string());
     env.extend(job.env.clone());
 
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let cores = jail::probe::cores() as u64;
     let mut policy = Policy {
         mounts,
         env,
