@@ -92,8 +92,14 @@ fn find(lang: Language, wanted: &Path) -> Result<Interpreter, String> {
     let mut exe =
         std::fs::canonicalize(&on_path).map_err(|e| format!("{}: {e}", on_path.display()))?;
     if lang == Language::Python && is_script(&exe) {
-        // A shim (pyenv, asdf) is a script that picks the real interpreter: ask it once.
-        exe = ask_python(&exe)?;
+        // A shim (pyenv, asdf) is a script that picks the real interpreter: ask it, once per
+        // process, and for pyenv's once until its choice can have changed.
+        let store = crate::environment::PackageConfig::default()
+            .store_root()
+            .ok();
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        exe = crate::shim::resolve(&exe, store.as_deref(), &cwd, &env, ask_python)?;
     }
     let prefix = prefix_of(&exe);
     if let Some(p) = &prefix

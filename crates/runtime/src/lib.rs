@@ -15,6 +15,7 @@ mod result;
 mod run;
 mod scheduler;
 mod session;
+mod shim;
 mod warm;
 
 pub use diagnose::{ErrorInfo, Language};
