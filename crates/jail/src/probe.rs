@@ -4,9 +4,15 @@ use std::path::Path;
 
 use crate::{Command, Policy, Sandbox, cgroup, landlock, sys};
 
+/// This process's effective uid.
+pub fn effective_uid() -> u32 {
+    sys::geteuid()
+}
+
 /// The cores this process may use (`std::thread::available_parallelism`, at least 1), found
-/// once: the standard library reads the cgroup's CPU quota from its files on every call, which
-/// a cold start would otherwise pay more than once.
+/// once per process: the standard library reads the cgroup's CPU quota from its files on every
+/// call, which a cold start would otherwise pay more than once. A later change of the process's
+/// affinity or quota is not seen.
 pub fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))

@@ -97,7 +97,7 @@ fn find(lang: Language, wanted: &Path) -> Result<Interpreter, String> {
         let store = crate::environment::PackageConfig::default()
             .store_root()
             .ok();
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let cwd = crate::shim::working_directory();
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         exe = crate::shim::resolve(&exe, store.as_deref(), &cwd, &env, ask_python)?;
     }

@@ -103,7 +103,7 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        let cores = jail::probe::cores();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         SchedulerConfig {
             max_concurrent: cores * 4,
             max_queue: 1024,

@@ -927,23 +927,27 @@ fn resolved_parent() -> Result<Arc<Parent>, JailError> {
 }
 
 /// The host as [`Cgroup::clones_into`] just read it, for the `create` of the same spawn that
-/// follows (before the clone on v2, after it on v1): reading the host's cgroup files twice
-/// costs a quarter of a millisecond of a cold start. Taken once, and only while fresh, so that
-/// no long-lived supervisor resolves with an old view of the host (swap turned on since, say).
+/// follows on the same thread (before the clone on v2, after it on v1): reading the host's
+/// cgroup files twice costs a quarter of a millisecond of a cold start. Per thread, so no spawn
+/// takes another's; taken once, and only while fresh, so that no long-lived supervisor
+/// resolves with an old view of the host (swap turned on since, say).
 struct Probed;
 
-static PROBED: Mutex<Option<(Instant, Host)>> = Mutex::new(None);
+thread_local! {
+    static PROBED: std::cell::RefCell<Option<(Instant, Host)>> =
+        const { std::cell::RefCell::new(None) };
+}
 
 impl Probed {
     /// Longer than any spawn takes between its probe and its `create`.
     const FRESH: Duration = Duration::from_secs(1);
 
     fn keep(host: Host) {
-        *PROBED.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), host));
+        PROBED.with(|p| *p.borrow_mut() = Some((Instant::now(), host)));
     }
 
     fn take(env: &Option<String>) -> Option<Host> {
-        let (at, host) = PROBED.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let (at, host) = PROBED.with(|p| p.borrow_mut().take())?;
         Probed::usable(at.elapsed(), &host.env, env).then_some(host)
     }
 

@@ -1245,3 +1245,17 @@ fn a_probe_stands_in_only_while_fresh_and_for_the_same_parent() {
     assert!(!Probed::usable(Probed::FRESH, &none, &none));
     assert!(!Probed::usable(Duration::from_secs(3600), &none, &none));
 }
+
+#[test]
+fn a_probe_is_taken_once_and_only_by_its_own_thread() {
+    let env = env_parent();
+    Probed::keep(Host::with_env(env.clone()));
+    let elsewhere = env.clone();
+    let other = std::thread::spawn(move || Probed::take(&elsewhere).is_some());
+    assert!(
+        !other.join().unwrap(),
+        "another thread took this thread's probe"
+    );
+    assert!(Probed::take(&env).is_some());
+    assert!(Probed::take(&env).is_none(), "a probe was taken twice");
+}
