@@ -306,8 +306,7 @@ impl Cgroup {
         }
         let host = Host::with_env(env);
         let v2_controllers = host.v2_controllers();
-        let version = choose(&host.layout, &v2_controllers);
-        let answer = match version {
+        let answer = match choose(&host.layout, &v2_controllers) {
             Some(version) => Ok(version == Version::V2),
             None => Err(no_controllers(&host, &v2_controllers).into_error()),
         };
@@ -723,11 +722,10 @@ impl Host {
     }
 
     fn with_env(env: Option<String>) -> Host {
-        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
         Host {
             layout: Layout::read(),
             env,
-            euid: parse::effective_uid(&status),
+            euid: Some(crate::sys::geteuid()),
             swap_active: parse::swap_active(&fs::read_to_string("/proc/swaps").unwrap_or_default()),
         }
     }

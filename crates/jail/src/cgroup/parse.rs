@@ -192,6 +192,7 @@ pub(super) fn words(text: &str) -> Vec<String> {
 }
 
 /// The effective uid from `/proc/self/status` `text` (`Uid: real effective saved fs`).
+#[cfg(test)]
 pub(super) fn effective_uid(status: &str) -> Option<u32> {
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_whitespace().nth(2)?.parse().ok()
