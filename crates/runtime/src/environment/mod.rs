@@ -879,14 +879,7 @@ fn unix_now() -> u64 {
 
 /// Whether this process is root (effective uid 0).
 pub(crate) fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
+    jail::probe::effective_uid() == 0
 }
 
 /// Makes a finished build safe to share: no group/other write, no setuid/setgid/sticky, readable
