@@ -13,8 +13,7 @@
 //! `PYENV_HOOK_PATH`, are asked every time.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -62,7 +61,8 @@ pub(crate) fn resolve(
     }
     let exe = ask(shim)?;
     if plausible(&exe, &root) && crate::environment::Store::open(store).is_ok() {
-        remember(&cached, &exe);
+        let bytes = exe.as_os_str().as_encoded_bytes();
+        let _ = crate::environment::write_replacing(&cached, bytes, 0o600);
     }
     Ok(exe)
 }
@@ -93,24 +93,6 @@ fn remembered(probes: &Path, cached: &Path, root: &Path) -> Option<PathBuf> {
     let text = fs::read_to_string(cached).ok()?;
     let exe = PathBuf::from(text.trim_end_matches('\n'));
     (fs::canonicalize(&exe).ok()? == exe && plausible(&exe, root)).then_some(exe)
-}
-
-fn remember(cached: &Path, exe: &Path) {
-    let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(exe.as_os_str().as_encoded_bytes()));
-    match written {
-        Ok(()) => {
-            let _ = fs::rename(&tmp, cached);
-        }
-        Err(_) => {
-            let _ = fs::remove_file(&tmp);
-        }
-    }
 }
 
 /// pyenv's root and everything its choice depends on, as one text; `None` when `text` is not

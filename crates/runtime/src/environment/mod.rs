@@ -744,22 +744,9 @@ impl Store {
     }
 
     fn write_meta(&self, info: &EnvInfo) -> Result<(), RuntimeError> {
-        let path = self.meta_path(&info.key);
-        let tmp = path.with_extension(format!(
-            "json.tmp{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
         let text = serde_json::to_vec_pretty(info).unwrap_or_default();
-        let r = fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(&text))
-            .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)))
-            .and_then(|()| fs::rename(&tmp, &path));
-        if let Err(e) = r {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.io("recording", &info.key, e));
-        }
-        Ok(())
+        write_replacing(&self.meta_path(&info.key), &text, 0o644)
+            .map_err(|e| self.io("recording", &info.key, e))
     }
 
     fn read_meta(&self, key: &str) -> Option<EnvInfo> {
@@ -856,11 +843,32 @@ pub(crate) fn probe(store: &Store, exe: &Path, args: &[&str]) -> Result<String, 
             ),
         });
     }
-    let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
-    if fs::write(&tmp, &first).is_ok() {
-        let _ = fs::rename(&tmp, &cached);
-    }
+    let _ = write_replacing(&cached, first.as_bytes(), 0o600);
     Ok(first)
+}
+
+/// Writes `bytes` to `path` whole or not at all: into a new file beside it with permissions
+/// `mode`, then renamed over it, so no reader sees half of it and a failure leaves nothing.
+pub(crate) fn write_replacing(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(
+        "{name}.tmp{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let r = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        // Whatever the umask took away.
+        .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)))
+        .and_then(|()| fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
 }
 
 fn try_lock(r: Result<(), fs::TryLockError>) -> std::io::Result<bool> {
