@@ -179,6 +179,12 @@ fn print_pruned(p: &Pruned, nothing_asked: bool) {
             p.debris
         );
     }
+    if p.probes > 0 {
+        println!(
+            "removed {} remembered interpreter answer(s), to be asked again when needed",
+            p.probes
+        );
+    }
     let freed: u64 = p.removed.iter().map(|e| e.size_bytes).sum();
     println!(
         "{} environment(s) removed, {} freed",

@@ -1015,10 +1015,15 @@ pub struct Pruned {
     pub busy: Vec<String>,
     /// Leftovers of failed or interrupted installs removed.
     pub debris: usize,
+    /// Remembered interpreter answers removed (`probes/`): each is asked again when next needed.
+    pub probes: usize,
 }
 
 /// Removes environments unused for `older_than` (or every one with `all`) and, always, the
 /// leftovers of failed or interrupted installs. Environments in use are skipped, never broken.
+/// The remembered interpreter answers (`probes/`) written that long ago go too (every one with
+/// `all`): they are a cache, keyed by what they answer for, so a stale key is never read again
+/// and a live one is asked again once.
 pub fn prune(
     config: &PackageConfig,
     older_than: Option<Duration>,
@@ -1026,11 +1031,12 @@ pub fn prune(
 ) -> Result<Pruned, RuntimeError> {
     let mut out = Pruned::default();
     let root = config.store_root()?;
+    let now = unix_now();
+    out.probes = prune_probes(&root.join("probes"), now, older_than, all);
     if !root.join("envs").is_dir() {
         return Ok(out);
     }
     let store = Store::open(&root)?;
-    let now = unix_now();
     for info in store.list() {
         let old = older_than.is_some_and(|d| now.saturating_sub(info.last_used) >= d.as_secs());
         if !(all || old) {
@@ -1079,6 +1085,37 @@ pub fn prune(
         }
     }
     Ok(out)
+}
+
+/// A write in flight (`write_replacing`'s temporary file) older than this was interrupted.
+const PROBE_WRITE_GRACE: u64 = 3600;
+
+/// Removes the probe files last written `older_than` ago (all of them with `all`), and
+/// temporary files of interrupted writes. Returns how many went.
+fn prune_probes(dir: &Path, now: u64, older_than: Option<Duration>, all: bool) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let age = now.saturating_sub(u64::try_from(meta.mtime()).unwrap_or(0));
+        let in_flight = e.file_name().to_string_lossy().contains(".tmp");
+        let gone = if in_flight {
+            age >= PROBE_WRITE_GRACE
+        } else {
+            all || older_than.is_some_and(|d| age >= d.as_secs())
+        };
+        if gone && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

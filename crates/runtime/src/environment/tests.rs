@@ -305,6 +305,37 @@ fn prune_skips_environments_in_use_and_removes_debris() {
 }
 
 #[test]
+fn prune_removes_old_probe_answers_and_interrupted_writes() {
+    let s = Scratch::new("prune-probes");
+    let probes = s.0.join("probes");
+    fs::create_dir_all(&probes).unwrap();
+    let old = SystemTime::now() - Duration::from_secs(2 * 3600);
+    let aged = |name: &str| {
+        let f = File::create(probes.join(name)).unwrap();
+        f.set_modified(old).unwrap();
+    };
+    aged("stale");
+    aged("stale-write.tmp1-0");
+    fs::write(probes.join("fresh"), "x").unwrap();
+    fs::write(probes.join("fresh-write.tmp1-1"), "x").unwrap();
+
+    // No age asked: only the interrupted write goes, never an answer or a write in flight.
+    assert_eq!(prune(&s.config(), None, false).unwrap().probes, 1);
+    assert_eq!(
+        s.entries("probes"),
+        vec!["fresh", "fresh-write.tmp1-1", "stale"]
+    );
+    // By age, without an environment in the store.
+    assert!(!s.0.join("envs").exists());
+    let p = prune(&s.config(), Some(Duration::from_secs(3600)), false).unwrap();
+    assert_eq!(p.probes, 1);
+    assert_eq!(s.entries("probes"), vec!["fresh", "fresh-write.tmp1-1"]);
+    // Every answer with `all`; the write in flight stays.
+    assert_eq!(prune(&s.config(), None, true).unwrap().probes, 1);
+    assert_eq!(s.entries("probes"), vec!["fresh-write.tmp1-1"]);
+}
+
+#[test]
 fn config_falls_back_and_is_checked() {
     let s = Scratch::new("config");
     assert_eq!(s.config().store_root().unwrap(), s.0);
