@@ -39,4 +39,44 @@ fn main() {
         &target_dir.join(&target).join("release/airlock-init"),
         &out.join("airlock-init"),
     );
+    build_restorer(&manifest_dir, &out, &target);
+}
+
+/// The restorer (`crates/restore`), x86_64 only: static and freestanding like the init, but
+/// position-independent code linked at 16 TiB, an address no interpreter's maps use, so that
+/// the image it maps around itself never overlaps it. Elsewhere an empty file: restore is then
+/// never offered.
+fn build_restorer(manifest_dir: &std::path::Path, out: &std::path::Path, target: &str) {
+    let restore = manifest_dir.join("../restore");
+    println!("cargo:rerun-if-changed={}", restore.join("src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        restore.join("Cargo.toml").display()
+    );
+    let dest = out.join("airlock-restore");
+    if !target.starts_with("x86_64-") {
+        std::fs::write(&dest, b"").expect("writing the empty restorer");
+        return;
+    }
+    let target_dir = out.join("restore-target");
+    let mut build = nested_cargo::command(
+        &["build", "--target", target],
+        &restore.join("Cargo.toml"),
+        &target_dir,
+    );
+    let flags = [
+        "-Clink-arg=-nostartfiles",
+        "-Clink-arg=-nostdlib",
+        "-Clink-arg=-static",
+        "-Clink-arg=-no-pie",
+        "-Crelocation-model=pic",
+        "-Clink-arg=-Wl,--image-base=0x100000000000",
+    ];
+    build.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+    nested_cargo::run_and_copy(
+        build,
+        "the restorer (crates/restore, a static binary without libc)",
+        &target_dir.join(target).join("release/airlock-restore"),
+        &dest,
+    );
 }

@@ -1,13 +1,15 @@
 //! airlock's jail: turns a [`Policy`] and an argv into an isolated child and reports how it ended.
 //!
 //! It knows nothing of languages or packages. Linux only, synchronous, and the only crate of
-//! airlock that contains `unsafe` (in the syscall modules `sys`, `child`, `seccomp`, `landlock`).
+//! airlock that contains `unsafe` (in the syscall modules `sys`, `child`, `seccomp`, `landlock`, and the
+//! freezing side of `zygote`).
 
 #![cfg(target_os = "linux")]
 
 pub mod cgroup;
 mod child;
 mod error;
+pub mod image;
 mod landlock;
 mod policy;
 pub mod probe;

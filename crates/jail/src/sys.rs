@@ -1031,3 +1031,29 @@ pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
     check(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long)
         .map(|n| n as usize)
 }
+
+/// A memory file for an interpreter's image, sealable (`memfd_create(MFD_CLOEXEC |
+/// MFD_ALLOW_SEALING)`).
+pub(crate) fn memfd_sealable(name: &CStr) -> SysResult<std::os::fd::OwnedFd> {
+    // SAFETY: `name` is a valid C string.
+    let fd = check_int(unsafe {
+        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+    })?;
+    // SAFETY: a fresh descriptor, owned by nothing else.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// `open`, owned.
+pub(crate) fn open_owned(path: &CStr, flags: libc::c_int) -> SysResult<std::os::fd::OwnedFd> {
+    let fd = open(path, flags, 0)?;
+    // SAFETY: a fresh descriptor, owned by nothing else.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// Seals `fd` for good: no more writes (the kernel refuses while a writable shared mapping of
+/// it exists), no growing or shrinking, no further seals or unseals.
+pub(crate) fn seal_for_good(fd: RawFd) -> SysResult {
+    let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl(F_ADD_SEALS) takes an integer.
+    check_int(unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) }).map(drop)
+}

@@ -11,6 +11,7 @@ mod error;
 pub mod language;
 pub mod network;
 mod request;
+mod restore;
 mod result;
 mod run;
 mod scheduler;

@@ -13,9 +13,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::RuntimeError;
 use crate::request::RunRequest;
+use crate::restore::{self, PoolImage};
 use crate::result::RunResult;
 use crate::session::{self, Session, SessionOptions};
-use crate::warm::{self, PoolZygote, Warm};
+use crate::warm::{self, NotRestored, PoolZygote, Warm};
 
 /// Output callback for a run: called from a worker thread with each chunk as it arrives.
 pub type OnOutput = Box<dyn FnMut(Stream, &[u8]) + Send>;
@@ -129,7 +130,19 @@ struct Pool {
     /// The zygote this pool's sandboxes are forked from (Python); shared with the threads
     /// filling the pool, which start it when there is none.
     zygote: ZygoteSlot,
+    /// The frozen interpreter this pool's sandboxes restore (Python with packages it does not
+    /// trust, see `restore`); shared with the threads filling the pool, which make it.
+    image: ImageSlot,
 }
+
+#[derive(Default)]
+struct ImageState {
+    current: Option<Arc<PoolImage>>,
+    /// Freezing or restoring failed: this pool pre-starts sandboxes that import instead.
+    failed: bool,
+}
+
+type ImageSlot = Arc<Mutex<ImageState>>;
 
 #[derive(Default)]
 struct ZygoteState {
@@ -416,13 +429,13 @@ impl Scheduler {
                 }
                 // On this thread: a checkout may wait for stale sandboxes to be destroyed.
                 let warm = this.checkout(&req);
-                // An empty pool whose zygote is up: a child forked now costs milliseconds, not
-                // a cold start.
-                let zygote = match warm {
-                    None => this.live_zygote(&req),
+                // An empty pool whose zygote is up, or whose image is made: a child forked or a
+                // sandbox restored now costs milliseconds, not a cold start with the imports.
+                let source = match warm {
+                    None => this.on_demand(&req),
                     Some(_) => None,
                 };
-                execute(req, warm, zygote, on_output, &slot)
+                execute(req, warm, source, on_output, &slot)
             }))
             .unwrap_or_else(|_| Err(worker_lost()));
             // A handle kept after the run holds no descriptor of its sandbox.
@@ -630,18 +643,39 @@ impl Scheduler {
         taken
     }
 
-    /// The running zygote of `req`'s pool, if it has one (never starts one).
-    fn live_zygote(&self, req: &RunRequest) -> Option<Arc<PoolZygote>> {
-        if self.inner.config.pool_size == 0 || !warm::warmable(req) || !warm::zygote_serves(req) {
+    /// The running zygote of `req`'s pool, or its image, if it has one (never starts or makes
+    /// one).
+    fn on_demand(&self, req: &RunRequest) -> Option<OnDemand> {
+        if self.inner.config.pool_size == 0 || !warm::warmable(req) {
             return None;
         }
-        let slot = {
+        let zygote = warm::zygote_serves(req);
+        if !zygote && !restore::serves(req) {
+            return None;
+        }
+        let (zygotes, images) = {
             let pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(&pools.get(&pool_key(req))?.zygote)
+            let pool = pools.get(&pool_key(req))?;
+            (Arc::clone(&pool.zygote), Arc::clone(&pool.image))
         };
-        // Never wait here for a zygote being started: the run goes cold at once instead.
-        let state = slot.try_lock().ok()?;
-        state.current.as_ref().filter(|z| z.alive()).cloned()
+        // Never wait here for a zygote being started or an image being made: the run goes
+        // cold at once instead.
+        if zygote {
+            let state = zygotes.try_lock().ok()?;
+            return state
+                .current
+                .as_ref()
+                .filter(|z| z.alive())
+                .cloned()
+                .map(OnDemand::Fork);
+        }
+        let state = images.try_lock().ok()?;
+        state
+            .current
+            .as_ref()
+            .filter(|_| !state.failed)
+            .cloned()
+            .map(|i| OnDemand::Restore(i, images.clone()))
     }
 
     /// Tops the pool for `req`'s shape up again; called after a run, so building the next
@@ -653,22 +687,34 @@ impl Scheduler {
     }
 }
 
-/// Runs on a worker thread: a warm sandbox if there is one (and it is alive), else cold.
+/// Where a run whose pool is empty gets a sandbox that is not cold.
+enum OnDemand {
+    Fork(Arc<PoolZygote>),
+    Restore(Arc<PoolImage>, ImageSlot),
+}
+
+/// Runs on a worker thread: a warm sandbox if there is one (and it is alive), else one made
+/// now from the pool's zygote or image, else cold.
 fn execute(
     req: RunRequest,
     warm: Option<Warm>,
-    zygote: Option<Arc<PoolZygote>>,
+    source: Option<OnDemand>,
     mut on_output: OnOutput,
     slot: &RunSlot,
 ) -> Result<RunResult, RuntimeError> {
+    let made = source.map(|s| match s {
+        OnDemand::Fork(z) => Warm::fork(&z, &req).map_err(|e| ("forking a zygote child", e)),
+        OnDemand::Restore(i, images) => Warm::restore(&req, &i)
+            .map_err(|e| ("restoring a frozen interpreter", forget_image(&images, e))),
+    });
     let warm = match warm {
         Some(w) if slot.hold(w.killer()) => Some(w),
         Some(_) => return Err(caller_gone()),
-        None => match zygote.map(|z| Warm::fork(&z, &req)) {
+        None => match made {
             Some(Ok(w)) if slot.hold(w.killer()) => Some(w),
             Some(Ok(_)) => return Err(caller_gone()),
-            Some(Err(e)) => {
-                tracing::warn!("forking a zygote child on demand failed; running cold: {e}");
+            Some(Err((what, e))) => {
+                tracing::warn!("{what} on demand failed; running cold: {e}");
                 None
             }
             None => None,
@@ -699,7 +745,7 @@ fn refill(inner: &Arc<Inner>, key: &str) {
     if inner.closing.load(Ordering::SeqCst) {
         return;
     }
-    let (template, slot) = {
+    let (template, slot, images) = {
         let mut pools = inner.pools.lock().unwrap_or_else(|p| p.into_inner());
         let Some(pool) = pools.get_mut(key) else {
             return;
@@ -713,7 +759,7 @@ fn refill(inner: &Arc<Inner>, key: &str) {
             return;
         }
         pool.filling += 1;
-        (t, Arc::clone(&pool.zygote))
+        (t, Arc::clone(&pool.zygote), Arc::clone(&pool.image))
     };
     let zygote_age = inner.config.max_age * ZYGOTE_AGE_FACTOR;
     let weak = Arc::downgrade(inner);
@@ -729,6 +775,9 @@ fn refill(inner: &Arc<Inner>, key: &str) {
                     Some(z) => (Warm::fork(&z, &template), true),
                     None => (Warm::start(&template), false),
                 },
+                false if restore::serves(&template) => {
+                    (restored(&images, &template, zygote_age), false)
+                }
                 false => (Warm::start(&template), false),
             };
             let Some(inner) = weak.upgrade() else { return };
@@ -796,6 +845,64 @@ fn zygote_for(
             state.failed = true;
             None
         }
+    }
+}
+
+/// A sandbox of the pool restored from its image, made (or remade, past `max_age`) as needed;
+/// if the pool cannot have one, or restoring fails, a sandbox that imports the packages itself,
+/// which is as isolated and only slower to make.
+fn restored(
+    slot: &ImageSlot,
+    template: &RunRequest,
+    max_age: Duration,
+) -> Result<Warm, RuntimeError> {
+    let image = {
+        let mut state = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if state.failed {
+            None
+        } else {
+            if state
+                .current
+                .as_ref()
+                .is_none_or(|i| i.born().elapsed() >= max_age)
+            {
+                state.current = None;
+                match restore::freeze(template) {
+                    Ok(i) => {
+                        tracing::debug!("froze an interpreter for a pool: {} bytes", i.size());
+                        state.current = Some(Arc::new(i));
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "freezing an interpreter failed; pre-starting sandboxes that import instead: {e}"
+                        );
+                        state.failed = true;
+                    }
+                }
+            }
+            state.current.clone()
+        }
+    };
+    let Some(image) = image else {
+        return Warm::start(template);
+    };
+    Warm::restore(template, &image).or_else(|e| {
+        let e = forget_image(slot, e);
+        tracing::warn!(
+            "restoring a frozen interpreter failed; pre-starting a sandbox that imports instead: {e}"
+        );
+        Warm::start(template)
+    })
+}
+
+/// A restore's error; when the image was at fault, the pool stops restoring it.
+fn forget_image(slot: &ImageSlot, e: NotRestored) -> RuntimeError {
+    match e {
+        NotRestored::Image(e) => {
+            slot.lock().unwrap_or_else(|p| p.into_inner()).failed = true;
+            e
+        }
+        NotRestored::Sandbox(e) => e,
     }
 }
 

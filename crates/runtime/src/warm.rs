@@ -19,14 +19,15 @@ use crate::request::RunRequest;
 use crate::result::RunResult;
 use crate::run::{policy_for, result_from};
 
-const PYTHON_AGENT: &str = concat!(
+pub(crate) const PYTHON_AGENT: &str = concat!(
     include_str!("agents/common.py"),
     include_str!("agents/agent.py")
 );
 const PYTHON_ZYGOTE: &str = include_str!("agents/zygote.py");
 const PYTHON_PRELOAD: &str = include_str!("agents/preload.py");
 /// airlock's jail built as the shared object a zygote loads (see build.rs).
-const ZYGOTE_LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libairlock_zygote.so"));
+pub(crate) const ZYGOTE_LIBRARY: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/libairlock_zygote.so"));
 /// Standard modules a zygote imports for every run besides what the agent needs: common in
 /// generated code, cheap to hold. A request's packages are imported there only when it trusts
 /// them (`trust_packages`): their import-time code runs in the zygote, which passes every run
@@ -37,7 +38,7 @@ const ZYGOTE_LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libairlo
 /// pulls in) would be a third of it, 4.8 MB, for about 20 ms saved only in the runs that
 /// import it; without it sustained runs went from 298-306/s to 332-334/s. The decorator's
 /// call runner, which awaits coroutine functions, preloads it in its own pools.
-const ZYGOTE_PRELOAD: &[&str] = &[
+pub(crate) const ZYGOTE_PRELOAD: &[&str] = &[
     "json",
     "re",
     "math",
@@ -159,7 +160,7 @@ pub(crate) fn pool_setup(template: &RunRequest) -> Result<PoolSetup, RuntimeErro
 
 /// Python source defining what `_airlock_preload` (preload.py) imports: `modules`, and the
 /// top-level modules of the distributions `template` names.
-fn preload_prelude(modules: &[&str], template: &RunRequest) -> String {
+pub(crate) fn preload_prelude(modules: &[&str], template: &RunRequest) -> String {
     let dists = template
         .packages
         .iter()
@@ -320,6 +321,38 @@ impl Warm {
         })
     }
 
+    /// Builds a sandbox for requests like `template` whose program restores `image` (see
+    /// `restore`): its interpreter resumes with the packages imported, waiting for its code.
+    /// An error says whether the image is at fault (`Restored::Failed`): the restored
+    /// interpreter never said it was ready.
+    pub(crate) fn restore(
+        template: &RunRequest,
+        image: &crate::restore::PoolImage,
+    ) -> Result<Warm, NotRestored> {
+        let PoolSetup {
+            mut policy, env, ..
+        } = pool_setup(template)?;
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| RuntimeError::host("creating a control channel", e))?;
+        let command = crate::restore::restorer(&mut policy, template).pass_fd(theirs.into());
+        let (command, channel) = match template.result_channel {
+            true => crate::channel::open(&mut policy, command, 4).map(|(c, ch)| (c, Some(ch)))?,
+            false => (command, None),
+        };
+        let command = command.pass_fd(image.reader()?);
+        let mut sandbox = Sandbox::spawn(&policy, &command)?;
+        drop(command);
+        await_ready(&ours, "restoring a frozen interpreter").map_err(NotRestored::Image)?;
+        sandbox.exclude_cpu_so_far();
+        Ok(Warm {
+            host: Host::Sandbox(sandbox),
+            control: ours,
+            channel,
+            env: env.or_else(|| image.env.clone()),
+            born: Instant::now(),
+        })
+    }
+
     pub(crate) fn alive(&self) -> bool {
         match &self.host {
             Host::Sandbox(s) => !s.has_exited(),
@@ -385,6 +418,30 @@ impl Warm {
             env.annotate_pooled(&mut result);
         }
         Ok(result)
+    }
+}
+
+/// Why a sandbox was not restored from an image.
+#[derive(Debug)]
+pub(crate) enum NotRestored {
+    /// The sandbox was built, but the interpreter did not come back from the image: the
+    /// pool should not restore it again.
+    Image(RuntimeError),
+    /// Building the sandbox failed, as it could for any sandbox.
+    Sandbox(RuntimeError),
+}
+
+impl<E: Into<RuntimeError>> From<E> for NotRestored {
+    fn from(e: E) -> NotRestored {
+        NotRestored::Sandbox(e.into())
+    }
+}
+
+impl std::fmt::Display for NotRestored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotRestored::Image(e) | NotRestored::Sandbox(e) => e.fmt(f),
+        }
     }
 }
 

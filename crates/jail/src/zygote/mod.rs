@@ -14,6 +14,8 @@
 
 #[cfg(feature = "zygote-lib")]
 pub mod ffi;
+#[cfg(all(feature = "zygote-lib", target_arch = "x86_64"))]
+pub mod freeze;
 #[cfg(feature = "zygote-lib")]
 mod inside;
 mod spec;

@@ -1,0 +1,48 @@
+# airlock's freezer: "restore, not fork" (docs/security.md). It runs once per pool, in a sandbox
+# built exactly as the pool's use-once sandboxes are, imports what their runs would, and freezes
+# this process into the image on descriptor _AIRLOCK_IMAGE_FD (the jail's `freeze`, in
+# /airlock/zygote.so), then exits. Each of the pool's sandboxes is then a fresh cold sandbox
+# whose program, the restorer, rebuilds this process from the image and resumes it here, where
+# `airlock_freeze` returns 1: it falls through to the agent below (appended to this file) and
+# waits for its code. Nothing of one run reaches another: the image is read-only data, the
+# same starting state for each, as if each had imported the packages itself.
+# _AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS and _airlock_preload (preload.py) are defined above
+# this text by the runtime.
+import ctypes as _ctypes
+import os as _os
+import sys as _sys
+
+
+def _airlock_freeze():
+    # Native thread pools held to one thread, as in a zygote: a process with more than one
+    # thread cannot be frozen.
+    _airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS, 1)
+    lib = _ctypes.PyDLL("/airlock/zygote.so")
+    for stream in (_sys.stdout, _sys.stderr):
+        stream.flush()  # nothing buffered now may reach a run's output
+    frozen = lib.airlock_freeze(_AIRLOCK_IMAGE_FD)
+    if frozen == 1:
+        return lib  # a restored process, in a run's sandbox
+    if frozen == 0:
+        _os._exit(0)
+    why = _os.strerror(-frozen) if frozen < 0 else str(frozen)
+    _os.write(2, ("airlock freezer: cannot freeze this interpreter: %s\n" % why).encode())
+    _os._exit(124)
+
+
+_airlock_exit = type(_sys)("_airlock_exit")
+_airlock_exit.now = _airlock_freeze().airlock_zygote_exit
+_sys.modules["_airlock_exit"] = _airlock_exit
+del _airlock_freeze, _airlock_exit
+# Fresh randomness per run: every restored process starts from the same state, seeds included
+# (a fork reseeds `random` by itself; a restore does not).
+_m = _sys.modules.get("random")
+if _m is not None:
+    _m.seed()
+_m = _sys.modules.get("numpy")
+if _m is not None:
+    try:
+        _m.random.seed()
+    except Exception:
+        pass
+del _m
