@@ -796,8 +796,9 @@ both!(env_list_create_and_prune, |who| {
 });
 
 // Pooled (`--pool`, the Scheduler's warm path): the run finds its packages imported. By
-// default a use-once sandbox imported them for it; with `--trust-packages` a zygote did, and
-// the run it forks is still as isolated as a cold one.
+// default its sandbox restored an interpreter frozen after the imports (its program is the
+// restorer); with `--trust-packages` a zygote imported them, and the run it forks is still as
+// isolated as a cold one.
 both!(a_pooled_run_finds_its_packages_imported, |who| {
     let fx = Fixtures::new("pooled");
     let house = fx.house("house", serde_json::json!([wheel("airlock_tiny", "1.0")]));
@@ -805,23 +806,26 @@ both!(a_pooled_run_finds_its_packages_imported, |who| {
     let probe = r#"
 import os, sys
 status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
-print("imported", "airlock_tiny" in sys.modules, "zygote", "ctypes" in sys.modules)
+print("imported", "airlock_tiny" in sys.modules, "exe", os.path.basename(os.readlink("/proc/self/exe")))
 print("caps", status["CapEff"].strip(), status["CapBnd"].strip(), "nnp", status["NoNewPrivs"].strip(), "seccomp", status["Seccomp"].strip())
 print("procs", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), "ids", os.getuid(), os.getgid())
 print("fds", sorted(int(f) for f in os.listdir("/proc/self/fd")))
 "#;
-    for (extra, zygote) in [(None, "False"), (Some("--trust-packages"), "True")] {
+    for (extra, exe) in [(None, "restore"), (Some("--trust-packages"), "python")] {
         let mut args = vec!["--pool", "-p", "airlock-tiny==1.0", "-c", probe];
         args.extend(extra);
         let (v, _) = store.run(who, &args);
         assert_eq!(v["pool"], "warm", "{v}");
         assert_eq!(v["environment_cached"], true, "{v}");
         let out = ok(&v);
+        assert!(
+            out.starts_with(&format!("imported True exe {exe}")),
+            "{extra:?}: {out}"
+        );
         for want in [
-            format!("imported True zygote {zygote}"),
-            "caps 0000000000000000 0000000000000000 nnp 1 seccomp 2".into(),
-            "procs [1, 2] ids 1000 1000".into(),
-            "fds [0, 1, 2, 3]".into(),
+            "caps 0000000000000000 0000000000000000 nnp 1 seccomp 2",
+            "procs [1, 2] ids 1000 1000",
+            "fds [0, 1, 2, 3]",
         ] {
             assert!(
                 out.lines().any(|l| l == want),

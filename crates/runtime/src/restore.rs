@@ -72,11 +72,12 @@ pub(crate) fn image_fd(template: &RunRequest) -> i32 {
 }
 
 /// The agent of the freezer, which is also where a restored interpreter resumes.
-fn script(template: &RunRequest) -> String {
+fn script(template: &RunRequest, policy: &Policy) -> String {
     format!(
-        "{}_AIRLOCK_IMAGE_FD = {}\n{PYTHON_FREEZE}\n{}",
+        "{}_AIRLOCK_IMAGE_FD = {}\n_AIRLOCK_POOL_THREADS = {}\n{PYTHON_FREEZE}\n{}",
         warm::preload_prelude(warm::ZYGOTE_PRELOAD, template),
         image_fd(template),
+        warm::pool_threads(policy.limits.cpu_millis),
         warm::PYTHON_AGENT
     )
 }
@@ -84,9 +85,8 @@ fn script(template: &RunRequest) -> String {
 /// The files both the freezer and the restoring sandboxes have: the same agent, at the same
 /// path, as the restored interpreter's own file.
 fn add_files(policy: &mut Policy, template: &RunRequest) {
-    policy
-        .files
-        .push(warm::agent_file("/airlock/agent.py", &script(template)));
+    let agent = warm::agent_file("/airlock/agent.py", &script(template, policy));
+    policy.files.push(agent);
 }
 
 /// Makes the image for requests like `template` in a freezer sandbox.

@@ -174,7 +174,7 @@ pub(crate) fn preload_prelude(modules: &[&str], template: &RunRequest) -> String
 
 /// How many threads the native thread pools an import starts may have in a sandbox of
 /// `cpu_millis`: its quota in whole cores, at least one and at most the host's.
-fn pool_threads(cpu_millis: u64) -> u64 {
+pub(crate) fn pool_threads(cpu_millis: u64) -> u64 {
     let host = jail::probe::cores() as u64;
     cpu_millis.div_ceil(1000).clamp(1, host)
 }

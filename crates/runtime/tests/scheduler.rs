@@ -676,10 +676,11 @@ print("B", m is not None, getattr(m, "IMPORTS", None), getattr(m, "MARK", None),
 fn pooled_runs_with_packages_come_imported_and_start_fresh() {
     let house = Wheelhouse::new("counted", "airlock_counted", COUNTED);
     rt().block_on(async {
-        // Untrusted (the default): a use-once sandbox imports them for its one run. Trusted:
-        // a zygote imports them once (its /dev/shm is not the runs'), and forks each run.
+        // Untrusted (the default): a freezer imports them once, in a sandbox of its own, and
+        // each run's sandbox restores that interpreter. Trusted: a zygote imports them once
+        // and forks each run. Either way the import's /dev/shm is not the runs'.
         for (trusted, want) in [
-            (false, "B True 1 None 1 False"),
+            (false, "B True 1 None -1 True"),
             (true, "B True 1 None -1 True"),
         ] {
             let s = sched(2);

@@ -6,17 +6,43 @@
 # `airlock_freeze` returns 1: it falls through to the agent below (appended to this file) and
 # waits for its code. Nothing of one run reaches another: the image is read-only data, the
 # same starting state for each, as if each had imported the packages itself.
-# _AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS and _airlock_preload (preload.py) are defined above
-# this text by the runtime.
+# _AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS, _AIRLOCK_IMAGE_FD, _AIRLOCK_POOL_THREADS and
+# _airlock_preload (preload.py) are defined above this text by the runtime.
 import ctypes as _ctypes
 import os as _os
 import sys as _sys
 
 
+def _airlock_unfreezable():
+    # What a restored process could not have as its frozen one did: a process an import
+    # started (it stays in the freezer's sandbox), or a descriptor it opened (a restored
+    # process has only the ones its sandbox gives it, and one it opens next would take that
+    # number). Threads are refused by the freeze itself. Returns why, or None.
+    try:
+        with open("/proc/self/task/%d/children" % _os.getpid()) as f:
+            if f.read().strip():
+                return "an import started a process"
+    except OSError:
+        pass
+    # The listing's own descriptor is in the list, and closed by the time it is looked at.
+    for fd in [int(f) for f in _os.listdir("/proc/self/fd")]:
+        if fd > _AIRLOCK_IMAGE_FD:
+            try:
+                _os.fstat(fd)
+            except OSError:
+                continue
+            return "an import left a descriptor open"
+    return None
+
+
 def _airlock_freeze():
-    # Native thread pools held to one thread, as in a zygote: a process with more than one
-    # thread cannot be frozen.
-    _airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS, 1)
+    # The native thread pools an import starts are sized as in a use-once sandbox; a process
+    # with more than one thread then is not frozen (its pool serves use-once sandboxes).
+    _airlock_preload(_AIRLOCK_PRELOAD, _AIRLOCK_PRELOAD_DISTS, _AIRLOCK_POOL_THREADS)
+    refusal = _airlock_unfreezable()
+    if refusal is not None:
+        _os.write(2, ("airlock freezer: %s: not frozen\n" % refusal).encode())
+        _os._exit(124)
     lib = _ctypes.PyDLL("/airlock/zygote.so")
     for stream in (_sys.stdout, _sys.stderr):
         stream.flush()  # nothing buffered now may reach a run's output
