@@ -703,6 +703,106 @@ fn pooled_runs_with_packages_come_imported_and_start_fresh() {
     });
 }
 
+/// A package whose module holds memory a run can write: a mutable buffer, and the bytes of an
+/// immutable constant (through ctypes, as hostile code would).
+const HELD: &str = r#"
+DATA = bytearray(b"original")
+CONST = b"an immutable constant"
+"#;
+
+/// Run A writes over the memory its sandbox restored from the pool's image, and draws a random
+/// number; run B, restored from the same image right after, must see neither.
+const WRITE_OVER_IMAGE: &str = r#"
+import ctypes, os, random, sys, airlock_held
+airlock_held.DATA[:] = b"planted!"
+start = id(airlock_held.CONST) + sys.getsizeof(airlock_held.CONST) - len(airlock_held.CONST) - 1
+ctypes.memmove(start, b"X" * len(airlock_held.CONST), len(airlock_held.CONST))
+assert airlock_held.CONST == b"X" * len(airlock_held.CONST)
+print(os.path.basename(os.readlink("/proc/self/exe")), bytes(airlock_held.DATA), random.random())
+"#;
+
+const READ_IMAGE: &str = r#"
+import os, random, sys
+m = sys.modules["airlock_held"]
+print(os.path.basename(os.readlink("/proc/self/exe")), bytes(m.DATA), m.CONST, random.random())
+"#;
+
+as_us_and_the_test_user!(
+    runs_restored_from_one_image_never_see_each_other,
+    runs_restored_from_one_image_never_see_each_other_as_the_test_user,
+    restored_runs_unprivileged,
+    restored_runs
+);
+
+fn restored_runs() {
+    let house = Wheelhouse::new("held", "airlock_held", HELD);
+    rt().block_on(async {
+        let s = sched(1);
+        let a_req = house.request("airlock_held", WRITE_OVER_IMAGE, false);
+        let b_req = house.request("airlock_held", READ_IMAGE, false);
+        let mut draws = Vec::new();
+        for round in 0..3 {
+            warmed(&s, &a_req).await;
+            let a = run(&s, a_req.clone()).await;
+            let b = run(&s, b_req.clone()).await;
+            for r in [&a, &b] {
+                assert_eq!(r.status, Status::Ok, "round {round}: {}", r.stderr);
+                assert_eq!(r.pool, "warm");
+            }
+            let a: Vec<&str> = a.stdout.split_whitespace().collect();
+            let b: Vec<&str> = b.stdout.split_whitespace().collect();
+            assert_eq!(a[..2], ["restore", "b'planted!'"], "round {round}: {a:?}");
+            assert_eq!(
+                b[..3],
+                ["restore", "b'original'", "b'an"],
+                "round {round}: run B saw run A's writes: {b:?}"
+            );
+            draws.extend([a[2].to_string(), b[b.len() - 1].to_string()]);
+        }
+        // Every restored process reseeds: no two runs draw the same number.
+        let mut distinct = draws.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            draws.len(),
+            "random draws repeat: {draws:?}"
+        );
+        s.shutdown().await;
+    });
+}
+
+/// What a freeze cannot carry into a restored process — a thread, a process or a descriptor
+/// an import left — makes the pool pre-start sandboxes that import for themselves instead.
+#[test]
+fn an_untrusted_package_that_leaves_a_thread_or_a_descriptor_is_never_frozen() {
+    for (name, init) in [
+        (
+            "airlock_threaded_u",
+            "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n",
+        ),
+        (
+            "airlock_fd_u",
+            "import os\nFD = os.open('/dev/null', os.O_RDONLY)\n",
+        ),
+    ] {
+        let house = Wheelhouse::new(name, name, init);
+        rt().block_on(async {
+            let s = sched(1);
+            let code = format!(
+                "import os, sys\nprint({name:?} in sys.modules, os.path.basename(os.readlink('/proc/self/exe')).startswith('python'))"
+            );
+            let r = house.request(name, &code, false);
+            warmed(&s, &r).await;
+            let out = run(&s, r).await;
+            assert_eq!(out.status, Status::Ok, "{}", out.stderr);
+            assert_eq!(out.pool, "warm");
+            assert_eq!(out.stdout.trim(), "True True", "{name}: {}", out.stdout);
+            s.shutdown().await;
+        });
+    }
+}
+
 #[test]
 fn a_trusted_package_that_leaves_a_thread_or_shared_memory_is_never_forked_from() {
     for (name, init) in [

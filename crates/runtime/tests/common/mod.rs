@@ -138,6 +138,8 @@ pub fn as_test_user(helper: &str) {
         // root's pyenv interpreter lives in /root, which the user cannot enter
         .env("AIRLOCK_PYTHON", "/usr/bin/python3")
         .env("AIRLOCK_CGROUP_PARENT", "airlock-test-user")
+        // The installer, published by test-user.sh (root's lives where the user cannot enter)
+        .env("AIRLOCK_UV", format!("{dir}/uv"))
         .current_dir("/")
         .output()
         .unwrap();
