@@ -37,14 +37,25 @@ impl ImageFile {
     }
 
     /// Seals the image for good, once nothing can write it any more (the freezing sandbox is
-    /// gone with every process in it), and reopens it read-only.
-    pub fn seal(self) -> Result<Image> {
+    /// gone with every process in it), and reopens it read-only. Refused if it is larger than
+    /// `most` bytes or has holes: a sandbox reading a hole through its private mapping would
+    /// make the kernel fill it, with memory charged to nobody that outlives the run.
+    pub fn seal(self, most: u64) -> Result<Image> {
         sys::seal_for_good(self.0.as_raw_fd())
             .map_err(|e| host("sealing an interpreter image", e))?;
-        let size = std::fs::File::from(self.writer()?)
+        let meta = std::fs::File::from(self.writer()?)
             .metadata()
-            .map_err(|e| JailError::host("measuring an interpreter image", e))?
-            .len();
+            .map_err(|e| JailError::host("measuring an interpreter image", e))?;
+        let size = meta.len();
+        let held = std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512);
+        if size > most || held < size {
+            return Err(JailError::host(
+                "sealing an interpreter image",
+                std::io::Error::other(format!(
+                    "{size} bytes, {held} of them held (at most {most} and no holes): not an image the freezer wrote"
+                )),
+            ));
+        }
         let path = CString::new(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
             .expect("no NUL in a number");
         let fd = sys::open_owned(&path, libc::O_RDONLY)
@@ -87,7 +98,7 @@ mod tests {
         let file = ImageFile::create().unwrap();
         let mut writer = std::fs::File::from(file.writer().unwrap());
         writer.write_all(b"image").unwrap();
-        let image = file.seal().unwrap();
+        let image = file.seal(1 << 20).unwrap();
         assert_eq!(image.size(), 5);
         // Not through a descriptor the freezer could have kept, nor by growing or shrinking.
         let e = writer.write_all(b"more").unwrap_err();
@@ -101,6 +112,19 @@ mod tests {
         reader.rewind().unwrap();
         reader.read_to_string(&mut got).unwrap();
         assert_eq!(got, "image");
+    }
+
+    #[test]
+    fn an_image_with_holes_or_too_large_is_refused() {
+        // A hole would be filled by the kernel when a restored run reads it.
+        let file = ImageFile::create().unwrap();
+        let writer = std::fs::File::from(file.writer().unwrap());
+        writer.set_len(64 << 20).unwrap();
+        assert!(file.seal(1 << 30).is_err(), "an image with holes");
+        let file = ImageFile::create().unwrap();
+        let mut writer = std::fs::File::from(file.writer().unwrap());
+        writer.write_all(&[1u8; 8192]).unwrap();
+        assert!(file.seal(4096).is_err(), "an image over the limit");
     }
 
     /// The restorer, run on an image it must refuse, exits with 120 + the step that refused

@@ -110,8 +110,10 @@ pub(crate) fn freeze(template: &RunRequest) -> Result<PoolImage, RuntimeError> {
     let image = ImageFile::create()?;
     // The channels a restored interpreter will find at 3 and 4; the freezer itself never
     // uses them.
-    let (_ours, theirs) = std::os::unix::net::UnixStream::pair()
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| RuntimeError::host("creating a control channel", e))?;
+    // Ours closed at once: nothing the freezer sends may be parked on it past its sandbox.
+    drop(ours);
     let mut command = Command::new(&interp.executable)
         .arg("/airlock/agent.py")
         .pass_fd(theirs.into());
@@ -126,7 +128,12 @@ pub(crate) fn freeze(template: &RunRequest) -> Result<PoolImage, RuntimeError> {
     let outcome = sandbox.wait(|_, _| {})?;
     if outcome.exit_code != Some(0) || outcome.timed_out || outcome.init_died {
         let tail = outcome.stderr.len().saturating_sub(FREEZER_STDERR);
-        let why = String::from_utf8_lossy(&outcome.stderr[tail..]);
+        // Its text is the sandbox's: escaped, so that it cannot drive a terminal showing the log.
+        let why: String = String::from_utf8_lossy(&outcome.stderr[tail..])
+            .trim()
+            .chars()
+            .flat_map(char::escape_default)
+            .collect();
         return Err(RuntimeError::host(
             "freezing an interpreter with the pool's packages",
             std::io::Error::other(format!(
@@ -137,13 +144,13 @@ pub(crate) fn freeze(template: &RunRequest) -> Result<PoolImage, RuntimeError> {
                     (_, Some(s), _) => format!("signal {s}"),
                     _ => "no status".to_string(),
                 },
-                why.trim()
+                why
             )),
         ));
     }
     // Every process of the freezer is gone with its sandbox: nothing can write the image now.
     Ok(PoolImage {
-        image: image.seal()?,
+        image: image.seal(policy.limits.memory_bytes)?,
         env,
         born: Instant::now(),
     })

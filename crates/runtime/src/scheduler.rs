@@ -899,7 +899,10 @@ fn restored(
 fn forget_image(slot: &ImageSlot, e: NotRestored) -> RuntimeError {
     match e {
         NotRestored::Image(e) => {
-            slot.lock().unwrap_or_else(|p| p.into_inner()).failed = true;
+            // Not waiting for a freeze in progress: the image it makes replaces this one.
+            if let Ok(mut state) = slot.try_lock() {
+                state.failed = true;
+            }
             e
         }
         NotRestored::Sandbox(e) => e,

@@ -342,7 +342,17 @@ impl Warm {
         let command = command.pass_fd(image.reader()?);
         let mut sandbox = Sandbox::spawn(&policy, &command)?;
         drop(command);
-        await_ready(&ours, "restoring a frozen interpreter").map_err(NotRestored::Image)?;
+        // The restorer gone without a word is the image's fault; a timeout (a loaded machine)
+        // is not.
+        read_ready(&ours).map_err(|e| {
+            let eof = e.kind() == std::io::ErrorKind::UnexpectedEof;
+            let e = RuntimeError::host("restoring a frozen interpreter", e);
+            if eof {
+                NotRestored::Image(e)
+            } else {
+                NotRestored::Sandbox(e)
+            }
+        })?;
         sandbox.exclude_cpu_so_far();
         Ok(Warm {
             host: Host::Sandbox(sandbox),
@@ -447,18 +457,16 @@ impl std::fmt::Display for NotRestored {
 
 /// Waits (up to `READY_TIMEOUT`) for the agent behind `control` to say it is ready for its code.
 pub(crate) fn await_ready(control: &UnixStream, what: &str) -> Result<(), RuntimeError> {
+    read_ready(control).map_err(|e| RuntimeError::host(what, e))
+}
+
+fn read_ready(control: &UnixStream) -> std::io::Result<()> {
     let mut ready = [0u8; 1];
-    let said_ready = control
-        .set_read_timeout(Some(READY_TIMEOUT))
-        .and_then(|()| std::io::Read::read_exact(&mut &*control, &mut ready))
-        .and_then(|()| control.set_read_timeout(None));
-    if said_ready.is_err() || ready != *b"R" {
-        return Err(RuntimeError::host(
-            what,
-            said_ready
-                .err()
-                .unwrap_or_else(|| std::io::Error::other("unexpected readiness byte")),
-        ));
+    control.set_read_timeout(Some(READY_TIMEOUT))?;
+    std::io::Read::read_exact(&mut &*control, &mut ready)?;
+    control.set_read_timeout(None)?;
+    if ready != *b"R" {
+        return Err(std::io::Error::other("unexpected readiness byte"));
     }
     Ok(())
 }

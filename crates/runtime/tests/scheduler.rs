@@ -706,25 +706,32 @@ fn pooled_runs_with_packages_come_imported_and_start_fresh() {
 /// A package whose module holds memory a run can write: a mutable buffer, and the bytes of an
 /// immutable constant (through ctypes, as hostile code would).
 const HELD: &str = r#"
+import mmap, ssl
+CTX = ssl.create_default_context()  # OpenSSL's generator, seeded at import
+# Memory the kernel wipes in a forked child (a generator's state, say): never in an image.
+WIPED = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE)
+WIPED.write(b"secret")
+WIPED.madvise(getattr(mmap, "MADV_WIPEONFORK", 18))
 DATA = bytearray(b"original")
 CONST = b"an immutable constant"
 "#;
 
-/// Run A writes over the memory its sandbox restored from the pool's image, and draws a random
-/// number; run B, restored from the same image right after, must see neither.
+/// Run A writes over the memory its sandbox restored from the pool's image, and draws random
+/// numbers; run B, restored from the same image right after, must see neither.
 const WRITE_OVER_IMAGE: &str = r#"
 import ctypes, os, random, sys, airlock_held
 airlock_held.DATA[:] = b"planted!"
 start = id(airlock_held.CONST) + sys.getsizeof(airlock_held.CONST) - len(airlock_held.CONST) - 1
 ctypes.memmove(start, b"X" * len(airlock_held.CONST), len(airlock_held.CONST))
 assert airlock_held.CONST == b"X" * len(airlock_held.CONST)
-print(os.path.basename(os.readlink("/proc/self/exe")), bytes(airlock_held.DATA), random.random())
+import ssl
+print(os.path.basename(os.readlink("/proc/self/exe")), bytes(airlock_held.DATA), random.random(), ssl.RAND_bytes(16).hex(), os.urandom(16).hex())
 "#;
 
 const READ_IMAGE: &str = r#"
-import os, random, sys
+import os, random, ssl, sys
 m = sys.modules["airlock_held"]
-print(os.path.basename(os.readlink("/proc/self/exe")), bytes(m.DATA), m.CONST, random.random())
+print(os.path.basename(os.readlink("/proc/self/exe")), bytes(m.DATA), m.CONST, "wiped", m.WIPED[:6] == bytes(6), random.random(), ssl.RAND_bytes(16).hex(), os.urandom(16).hex())
 "#;
 
 as_us_and_the_test_user!(
@@ -757,9 +764,12 @@ fn restored_runs() {
                 ["restore", "b'original'", "b'an"],
                 "round {round}: run B saw run A's writes: {b:?}"
             );
-            draws.extend([a[2].to_string(), b[b.len() - 1].to_string()]);
+            assert_eq!(b[5..7], ["wiped", "True"], "round {round}: {b:?}");
+            draws.extend(a[a.len() - 3..].iter().map(|d| d.to_string()));
+            draws.extend(b[b.len() - 3..].iter().map(|d| d.to_string()));
         }
-        // Every restored process reseeds: no two runs draw the same number.
+        // Every restored process reseeds (`random`, OpenSSL's generator made at import, the
+        // kernel's): no two runs draw the same number.
         let mut distinct = draws.clone();
         distinct.sort();
         distinct.dedup();

@@ -380,10 +380,12 @@ fn rseq(fs: u64) -> [u64; 3] {
     }
 }
 
-/// Turns `/proc/self/maps` into the image's map entries. Returns (entries, bytes of strings,
+/// Turns `/proc/self/smaps` into the image's map entries. Returns (entries, bytes of strings,
 /// bytes of memory to write).
 fn plan_maps(s: &mut Scratch) -> Result<(usize, usize, u64), c_int> {
-    let n = read_file(b"/proc/self/maps\0", s.text)?;
+    // smaps, not maps, for each map's flags: memory the kernel wipes on fork or may drop
+    // (`wf`, `dp`: the state of a random generator, say) must not be copied into every run.
+    let n = read_file(b"/proc/self/smaps\0", s.text)?;
     // SAFETY: a NUL-terminated path.
     let pagemap = unsafe {
         libc::open(
@@ -403,17 +405,36 @@ fn plan_maps(s: &mut Scratch) -> Result<(usize, usize, u64), c_int> {
         root_dev: root_dev(),
     };
     let r = (|| {
-        for line in s.text[..n].split(|&b| b == b'\n') {
-            if line.is_empty() {
-                continue;
-            }
-            let line = parse_line(line).ok_or(-libc::EINVAL)?;
+        let mut pending: Option<Line> = None;
+        let mut take = |line: Option<Line>, wiped: bool| -> Result<(), c_int> {
+            let Some(line) = line else { return Ok(()) };
             if line.end <= skip_lo || line.start >= skip_hi {
-                out.add(&line)?;
+                out.add(&line, wiped)
             } else if line.start < skip_lo || line.end > skip_hi {
-                return Err(-libc::EINVAL); // merged with its neighbour: cannot leave it out
+                Err(-libc::EINVAL) // merged with its neighbour: cannot leave it out
+            } else {
+                Ok(())
+            }
+        };
+        for line in s.text[..n].split(|&b| b == b'\n') {
+            match line.first() {
+                // A map's first line begins with its address in lowercase hex; its fields'
+                // lines with a capitalized name, `VmFlags` last.
+                Some(b'0'..=b'9' | b'a'..=b'f') => {
+                    take(pending.take(), false)?;
+                    pending = Some(parse_line(line).ok_or(-libc::EINVAL)?);
+                }
+                _ => {
+                    if let Some(flags) = line.strip_prefix(b"VmFlags:") {
+                        let wiped = flags
+                            .split(|&b| b == b' ')
+                            .any(|f| f == b"wf" || f == b"dp");
+                        take(pending.take(), wiped)?;
+                    }
+                }
             }
         }
+        take(pending.take(), false)?;
         Ok((out.count, out.strings_len, out.data))
     })();
     if pagemap >= 0 {
@@ -522,7 +543,8 @@ impl Planner<'_> {
         Ok(at as u64)
     }
 
-    fn add(&mut self, l: &Line) -> Result<(), c_int> {
+    /// Adds the entries for one map; a `wiped` one (wipe-on-fork, droppable) as zeros.
+    fn add(&mut self, l: &Line, wiped: bool) -> Result<(), c_int> {
         let readable = l.prot & libc::PROT_READ as u32 != 0;
         let writable = l.prot & libc::PROT_WRITE as u32 != 0;
         let base = Map {
@@ -539,6 +561,12 @@ impl Planner<'_> {
             return self.push(Map {
                 kind: kind::SPECIAL,
                 path,
+                ..base
+            });
+        }
+        if wiped && !l.shared {
+            return self.push(Map {
+                kind: kind::ANON,
                 ..base
             });
         }
