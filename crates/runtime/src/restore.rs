@@ -38,10 +38,7 @@ pub(crate) fn serves(req: &RunRequest) -> bool {
         && req.language == Language::Python
         && !req.packages.is_empty()
         && !req.trust_packages
-        && req.workdir.is_none()
-        && req.files.is_empty()
-        && !req.weak_limits
-        && req.mounts.iter().all(|m| !m.writable)
+        && warm::self_contained(req)
 }
 
 /// A pool's image and the environment it was made with, held for as long as it is used.

@@ -127,7 +127,13 @@ impl PoolZygote {
 pub(crate) fn zygote_serves(req: &RunRequest) -> bool {
     req.language == Language::Python
         && (req.packages.is_empty() || req.trust_packages)
-        && req.workdir.is_none()
+        && self_contained(req)
+}
+
+/// Whether a sandbox for `req` has nothing writable but its own tmpfs mounts, and cgroups: what
+/// a process made once for many runs (a zygote, a frozen interpreter) may serve.
+pub(crate) fn self_contained(req: &RunRequest) -> bool {
+    req.workdir.is_none()
         && req.files.is_empty()
         && !req.weak_limits
         && req.mounts.iter().all(|m| !m.writable)
