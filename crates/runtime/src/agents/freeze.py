@@ -65,26 +65,5 @@ def _airlock_freeze():
     _airlock_refuse("cannot freeze this interpreter: %s" % (_os.strerror(-frozen) if frozen < 0 else frozen))
 
 
-_airlock_exit = type(_sys)("_airlock_exit")
-_airlock_exit.now = _airlock_freeze().airlock_zygote_exit
-_sys.modules["_airlock_exit"] = _airlock_exit
-del _airlock_freeze, _airlock_exit
-# Fresh randomness per run: every restored process starts from the same state, seeds included
-# (a fork reseeds `random` by itself; a restore does not).
-_m = _sys.modules.get("random")
-if _m is not None:
-    _m.seed()
-_m = _sys.modules.get("numpy")
-if _m is not None:
-    try:
-        _m.random.seed()
-    except Exception:
-        pass
-# OpenSSL reseeds itself when it sees the pid change; this is in case one does not.
-_m = _sys.modules.get("_ssl")
-if _m is not None:
-    try:
-        _m.RAND_add(_os.urandom(48), 48.0)
-    except Exception:
-        pass
-del _m
+_airlock_serve_from(_airlock_freeze(), True)
+del _airlock_freeze

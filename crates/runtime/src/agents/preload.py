@@ -86,3 +86,32 @@ def _airlock_preload(modules, dists, threads):
         for fd in (*saved, null):
             os.close(fd)
     return failed
+
+
+def _airlock_serve_from(lib, own_random):
+    # In a run's process that did not start as one (a zygote's fork, a restored image): the
+    # run's fast exit, at once, leaving the teardown of its memory to after the init has
+    # reported its status (the jail's `exit_leaving_memory`); then fresh randomness, since the
+    # state it starts from is every run's. numpy's global generator always; with `own_random`
+    # also `random` (a fork reseeds it by itself) and OpenSSL (which reseeds when it sees the
+    # pid change; this is in case one does not).
+    import os
+    import sys
+
+    fast = type(sys)("_airlock_exit")
+    fast.now = lib.airlock_zygote_exit
+    sys.modules["_airlock_exit"] = fast
+    if own_random and "random" in sys.modules:
+        sys.modules["random"].seed()
+    np = sys.modules.get("numpy")
+    if np is not None:
+        try:
+            np.random.seed()
+        except Exception:
+            pass
+    ssl = sys.modules.get("_ssl") if own_random else None
+    if ssl is not None:
+        try:
+            ssl.RAND_add(os.urandom(48), 48.0)
+        except Exception:
+            pass

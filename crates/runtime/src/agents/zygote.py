@@ -100,18 +100,5 @@ def _airlock_zygote():
         lib.airlock_zygote_adopt(child)
 
 
-# The run's exit, for the agent and the decorator's call runner: at once, leaving the teardown
-# of its memory to after the init has reported its status (the jail's `exit_leaving_memory`).
-_airlock_exit = type(_sys)("_airlock_exit")
-_airlock_exit.now = _airlock_zygote().airlock_zygote_exit
-_sys.modules["_airlock_exit"] = _airlock_exit
-del _airlock_zygote, _airlock_exit
-# Fresh randomness per run: the fork already reseeded `random`; a pre-imported numpy's global
-# generator would otherwise be the same in every child.
-_np = _sys.modules.get("numpy")
-if _np is not None:
-    try:
-        _np.random.seed()
-    except Exception:
-        pass
-del _np
+_airlock_serve_from(_airlock_zygote(), False)
+del _airlock_zygote
