@@ -1,7 +1,7 @@
 //! The C ABI of the zygote library (the crate built with `--features zygote-lib` as a cdylib).
 //! The zygote's interpreter loads it and calls these in this order: `init` once, then per run
-//! `next`, fork, and `enter` in the child or `adopt` in the zygote (or `refuse`, when the fork
-//! failed). See `inside`.
+//! `next` and `spawn` (between Python's own before- and after-fork hooks), which returns in
+//! the zygote and, isolated, in the run's process; `exit` there at its end. See `inside`.
 
 use std::os::raw::c_int;
 
@@ -19,23 +19,12 @@ pub extern "C" fn airlock_zygote_next() -> c_int {
     inside::next()
 }
 
-/// In the zygote, after forking `child`: takes over waiting for the run it starts.
+/// In the zygote, for the pending run: starts the run's process, which returns 0 here fully
+/// isolated; the zygote gets a pid, or -errno when the run could not be started (that run is
+/// failed, with why on its status pipe).
 #[unsafe(no_mangle)]
-pub extern "C" fn airlock_zygote_adopt(child: c_int) {
-    inside::adopt(child)
-}
-
-/// In the zygote, when forking for the pending run failed with `errno`: fails that run alone.
-#[unsafe(no_mangle)]
-pub extern "C" fn airlock_zygote_refuse(errno: c_int) {
-    inside::refuse(errno)
-}
-
-/// In the forked child: isolates it. Returns 0 only in the run's process; -errno if called
-/// out of order. Any other failure ends the process after reporting it to the supervisor.
-#[unsafe(no_mangle)]
-pub extern "C" fn airlock_zygote_enter() -> c_int {
-    inside::enter()
+pub extern "C" fn airlock_zygote_spawn() -> c_int {
+    inside::spawn()
 }
 
 /// In the run's process, at its end: exits with `status` without waiting for its memory to be

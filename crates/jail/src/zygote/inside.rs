@@ -2,18 +2,19 @@
 //! zygote's interpreter loads (`ffi`); the supervisor never calls it.
 //!
 //! The zygote is a single-threaded interpreter that has imported the run's packages and never
-//! runs user code. For each run, [`next`] receives the run's descriptors, the interpreter forks,
-//! and the child calls [`enter`]: it unshares a user namespace of its own and, in it, fresh
-//! mount, pid, ipc, uts (and network) namespaces, and starts the namespace's pid 1, which
-//! joins the run's cgroup, forks the run's process as pid 2 and then executes the
-//! sandbox's init (`vfork`: one copy of the interpreter). The child tells the zygote the
-//! init's pid and exits. The init is re-parented to the zygote (pid 1 of its sandbox), which
-//! [`adopt`]s it: it waits on its pidfd (inside [`next`], between requests) and writes its
-//! wait status on the status pipe, after the init's own frame for the run's process. The run's
-//! process mounts a fresh /tmp, /workspace, /dev/shm and /proc, enters its own cgroup
-//! namespace, sets its limits, places its descriptors, applies Landlock, drops every
-//! capability, completes the run filter (see `Profile::ZygoteRun`) and closes the status pipe.
-//! Only then does [`enter`] return, in it alone, to the interpreter, which reads the code.
+//! runs user code. For each run, [`next`] receives the run's descriptors and [`spawn`] clones
+//! a child that shares the zygote's memory (nothing copied): it unshares a user namespace of
+//! its own and, in it, fresh mount, pid, ipc, uts (and network) namespaces, and starts the
+//! namespace's pid 1, which joins the run's cgroup, forks the run's process as pid 2 (the one
+//! copy of the interpreter) and then executes the sandbox's init (`vfork`). The child tells
+//! the zygote the init's pid and exits. The init is re-parented to the zygote (pid 1 of its
+//! sandbox), which adopts it: it waits on its pidfd (inside [`next`], between requests) and
+//! writes its wait status on the status pipe, after the init's own frame for the run's
+//! process. The run's process mounts a fresh /tmp, /workspace, /dev/shm and /proc, enters its
+//! own cgroup namespace, sets its limits, places its descriptors, applies Landlock, drops
+//! every capability, completes the run filter (see `Profile::ZygoteRun`) and closes the status
+//! pipe. Only then does [`spawn`] return, in it alone and with 0, to the interpreter, which
+//! reads the code.
 
 use std::os::fd::RawFd;
 use std::sync::Mutex;
@@ -75,8 +76,8 @@ struct Running {
     /// Readable once it exits: what wakes the zygote's poll.
     pidfd: RawFd,
     status: RawFd,
-    /// Its mount and network namespaces, held so that tearing them down (every mount of the
-    /// tree) happens after its status is reported, not in its exit before that.
+    /// Its mount namespace, held so that tearing it down (every mount of the tree) happens
+    /// after its status is reported, not in its exit before that.
     namespaces: Vec<RawFd>,
 }
 
@@ -87,6 +88,8 @@ struct State {
     mounts: Vec<Step>,
     landlock: Option<LandlockRules>,
     seccomp: &'static SeccompProgram,
+    /// What a run's child writes to enter its own user namespace.
+    id_maps: [Vec<u8>; 3],
     pending: Option<Pending>,
     /// Forked children not yet reaped (their exits are no run's).
     forked: Vec<libc::pid_t>,
@@ -165,6 +168,7 @@ fn prepare(control: RawFd) -> Result<State, i32> {
         mounts,
         landlock,
         seccomp,
+        id_maps: id_maps(),
         pending: None,
         forked: Vec::new(),
         handoffs: Vec::new(),
@@ -215,9 +219,7 @@ pub(crate) fn next() -> i32 {
 
 /// In the zygote, when it could not fork for the pending run (`errno`): fails that run alone,
 /// saying why on its status pipe, and lets go of its descriptors.
-pub(crate) fn refuse(errno: i32) {
-    let mut guard = state();
-    let Some(state) = guard.as_mut() else { return };
+fn refuse(state: &mut State, errno: i32) {
     if let Some(p) = state.pending.take() {
         tell_error(p.status, zstage::FORK, errno);
         p.close_all();
@@ -316,12 +318,10 @@ fn receive(state: &mut State) -> Option<i32> {
     Some(1)
 }
 
-/// In the zygote, after forking `child` for the pending run: closes its copies of the run's
-/// descriptors and, without waiting, expects the child to name the run's process (in
+/// In the zygote, once `child` has started the pending run: closes its copies of the run's
+/// descriptors and, without waiting, expects the child's word on the run's process (in
 /// [`next`], which then waits for the run).
-pub(crate) fn adopt(child: libc::pid_t) {
-    let mut guard = state();
-    let Some(state) = guard.as_mut() else { return };
+fn adopt(state: &mut State, child: libc::pid_t) {
     let Some(p) = state.pending.take() else {
         return;
     };
@@ -356,12 +356,12 @@ fn settle(state: &mut State, h: Handoff) {
             pid,
             pidfd,
             status: h.status,
-            namespaces: ["mnt", "net"]
-                .iter()
-                .filter_map(|ns| {
-                    let path = std::ffi::CString::new(format!("/proc/{pid}/ns/{ns}")).ok()?;
-                    sys::open(&path, libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()
-                })
+            // Its network namespace is the run's process's own (`isolate`), held past that
+            // process's exit by its memory's holder (`vfork::exit_leaving_memory`).
+            namespaces: std::ffi::CString::new(format!("/proc/{pid}/ns/mnt"))
+                .ok()
+                .and_then(|path| sys::open(&path, libc::O_RDONLY | libc::O_CLOEXEC, 0).ok())
+                .into_iter()
                 .collect(),
         }),
         Err(e) => {
@@ -373,16 +373,78 @@ fn settle(state: &mut State, h: Handoff) {
     }
 }
 
-/// In the zygote's fresh child. Returns 0 only in the run's process, fully isolated; every
-/// other path ends this process (after reporting on the status pipe when it can).
-pub(crate) fn enter() -> i32 {
+/// In the zygote, for the pending run: starts it, copying the interpreter once. Returns the
+/// pid of the child that started it (it has exited by then) here, 0 in the run's process,
+/// fully isolated, and -errno when there is no pending run or no child could be cloned (that
+/// run is failed; the zygote goes on).
+///
+/// The child is a vfork-style clone that shares this memory (nothing is copied): it enters
+/// the run's own user namespace and unshares the rest, and there pid 1 forks the run's process
+/// (`vfork::start_init_and_fork`), the one copy. The run's process leaves this function as
+/// from a fork. A fork of the interpreter here, and a second one for the run's process, would
+/// copy (and each exit tear down) the page tables of all its memory twice.
+pub(crate) fn spawn() -> i32 {
     let mut guard = state();
     let Some(state) = guard.as_mut() else {
         return -libc::EINVAL;
     };
-    let Some(p) = state.pending.take() else {
+    let Some(pending) = state.pending.as_ref() else {
         return -libc::EINVAL;
     };
+    let mut entry = Entry {
+        state: &raw const *state,
+        pending: &raw const *pending,
+    };
+    let flags = (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as usize;
+    // No handler of the interpreter's may run in the child while it shares this memory; the
+    // run's process gets the mask back below, and the init resets every disposition.
+    let mask = sys::set_signal_mask(u64::MAX);
+    // SAFETY: see `sys::clone_calling`. This process is single-threaded and suspended until
+    // the child exits; the child (`enter_shared`) only makes system calls and writes its own
+    // stack and descriptor table, and never returns but in the run's process (a fork of pid 1,
+    // which the child starts on this memory).
+    let ret = unsafe {
+        sys::clone_calling(
+            flags,
+            std::ptr::null_mut(),
+            enter_shared,
+            (&raw mut entry).cast(),
+        )
+    };
+    sys::set_signal_mask(mask);
+    match ret {
+        0 => 0,
+        ..0 => {
+            refuse(state, -(ret as i32));
+            ret as i32
+        }
+        _ => {
+            adopt(state, ret as libc::pid_t);
+            ret as i32
+        }
+    }
+}
+
+/// What the child [`spawn`] clones reads, in the zygote's memory (never writes).
+struct Entry {
+    state: *const State,
+    pending: *const Pending,
+}
+
+/// The child [`spawn`] clones, on the zygote's stack below its live part.
+extern "C" fn enter_shared(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Entry` in `spawn`'s frame, whose state and pending run stay put
+    // while the zygote is suspended (vfork); this process only reads them.
+    let entry = unsafe { &*arg.cast::<Entry>() };
+    // SAFETY: as above.
+    let (state, p) = unsafe { (&*entry.state, &*entry.pending) };
+    enter(state, p)
+}
+
+/// In [`spawn`]'s child, sharing the zygote's memory: isolates the run. Returns 0 only in the
+/// run's process, fully isolated; every other path ends this process (after reporting on the
+/// status pipe when it can).
+fn enter(state: &State, p: &Pending) -> i32 {
     let fail = |status: RawFd, (stage, errno): (u32, i32)| -> ! {
         tell_error(status, stage, errno);
         sys::exit_now(127)
@@ -404,7 +466,7 @@ pub(crate) fn enter() -> i32 {
         sys::close(h.status);
     }
     sys::close(p.handoff.0);
-    if let Err(e) = own_user_namespace() {
+    if let Err(e) = own_user_namespace(&state.id_maps) {
         fail(p.status, (zstage::USER_NS, e));
     }
     // This run's own share of the zygote's user's counters (the zygote's namespace has none).
@@ -412,23 +474,23 @@ pub(crate) fn enter() -> i32 {
         c"/airlock/.proc/sys/user/max_inotify_instances",
         c"/airlock/.proc/sys/user/max_inotify_watches",
     );
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if state.spec.own_network {
-        flags |= libc::CLONE_NEWNET;
-    }
+    // Only what pid 1 must be born in; the run's process makes the rest itself (`isolate`),
+    // after the zygote has gone on.
+    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS;
     if let Err(e) = sys::unshare(flags) {
         fail(p.status, (zstage::UNSHARE, e));
     }
     // pid 1 shares this memory until it executes the init, with capabilities in the new user
     // namespace and outside the run's Landlock domain: nothing may open its /proc/<pid>/mem
     // meanwhile. The run's process becomes dumpable again for `isolate`, which ends it.
+    // Dumpability belongs to the memory, so this leaves the zygote non-dumpable too, which
+    // only narrows who may look into it.
     if let Err(e) = sys::prctl(libc::PR_SET_DUMPABLE, 0) {
         fail(p.status, (zstage::USER_NS, e));
     }
     let (argv, envp) = ([INIT_PATH.as_ptr(), std::ptr::null()], [std::ptr::null()]);
-    // SAFETY: this process is single-threaded (a fork of the single-threaded zygote), and the
-    // arrays are NULL-terminated.
+    // SAFETY: this process is single-threaded (a clone of the single-threaded zygote, which
+    // is suspended until it exits), and the arrays are NULL-terminated.
     match unsafe { vfork::start_init_and_fork(p.status, &p.procs, INIT_PATH, &argv, &envp) } {
         Err(vfork::Failed::Cgroup(e)) => fail(p.status, (zstage::CGROUP_ATTACH, e)),
         Err(vfork::Failed::Fork(e)) => fail(p.status, (zstage::FORK, e)),
@@ -442,7 +504,7 @@ pub(crate) fn enter() -> i32 {
                 fail(p.status, (zstage::FORK, e));
             }
             let mut status = p.status;
-            if let Err(e) = isolate(state, &p, &mut status) {
+            if let Err(e) = isolate(state, p, &mut status) {
                 fail(status, e)
             }
             // Only the init (and then the zygote, for the init) reports how the run ended.
@@ -461,28 +523,38 @@ fn tell_error(status: RawFd, stage: u32, errno: i32) {
     let _ = sys::write_all(status, &report::encode(report::ERROR, stage as i32, errno));
 }
 
-/// Moves this process into a user namespace of its own, as the same uid and gid. The zygote
-/// holds no capability: this namespace gives the child the ones it needs for its namespaces
-/// and mounts, over nothing but what it creates itself, and locks every mount it inherits
-/// (flags and all) against it.
-fn own_user_namespace() -> sys::SysResult {
+/// Moves this process into a user namespace of its own, as the same uid and gid (`maps`, the
+/// contents of its setgroups, uid_map and gid_map, made at init: this process shares the
+/// zygote's memory and may not allocate). The zygote holds no capability: this namespace
+/// gives the child the ones it needs for its namespaces and mounts, over nothing but what it
+/// creates itself, and locks every mount it inherits (flags and all) against it.
+fn own_user_namespace(maps: &[Vec<u8>; 3]) -> sys::SysResult {
     // The kernel lets a process write its own id maps only while its /proc entries are its
     // own, which they are not while it is non-dumpable; `isolate` makes it non-dumpable again.
     sys::prctl(libc::PR_SET_DUMPABLE, 1)?;
     sys::unshare(libc::CLONE_NEWUSER)?;
-    let uid = crate::SANDBOX_UID;
-    let gid = crate::SANDBOX_GID;
-    for (file, map) in [
-        (c"/proc/self/setgroups", "deny".to_string()),
-        (c"/proc/self/uid_map", format!("{uid} {uid} 1\n")),
-        (c"/proc/self/gid_map", format!("{gid} {gid} 1\n")),
-    ] {
+    let files = [
+        c"/proc/self/setgroups",
+        c"/proc/self/uid_map",
+        c"/proc/self/gid_map",
+    ];
+    for (file, map) in files.into_iter().zip(maps) {
         let fd = sys::open(file, libc::O_WRONLY, 0)?;
-        let written = sys::write_all(fd, map.as_bytes());
+        let written = sys::write_all(fd, map);
         sys::close(fd);
         written?;
     }
     Ok(())
+}
+
+/// What [`own_user_namespace`] writes.
+fn id_maps() -> [Vec<u8>; 3] {
+    let (uid, gid) = (crate::SANDBOX_UID, crate::SANDBOX_GID);
+    [
+        b"deny".to_vec(),
+        format!("{uid} {uid} 1\n").into_bytes(),
+        format!("{gid} {gid} 1\n").into_bytes(),
+    ]
 }
 
 type StageResult = Result<(), (u32, i32)>;
@@ -525,6 +597,14 @@ fn isolate(state: &State, p: &Pending, status: &mut RawFd) -> StageResult {
         run_step(step).map_err(at(zstage::MOUNTS))?;
     }
     sys::unshare(libc::CLONE_NEWCGROUP).map_err(at(stage::CGROUP_NS))?;
+    // Its own ipc and network namespaces, made here rather than before pid 1 (which never
+    // uses either): setting up a network namespace is most of a millisecond, and the zygote
+    // waits for pid 1's fork of this process, not for this.
+    let mut flags = libc::CLONE_NEWIPC;
+    if state.spec.own_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    sys::unshare(flags).map_err(at(zstage::UNSHARE))?;
     if state.spec.own_network {
         sys::loopback_up().map_err(at(stage::LOOPBACK))?;
     }

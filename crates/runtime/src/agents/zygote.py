@@ -1,7 +1,7 @@
 # airlock's Python zygote. It runs in a sandbox of its own, imports what every run of its
 # environment would, never runs user code, and forks one child per run. The library
 # /airlock/zygote.so (airlock's jail, built as a shared object) receives each run's
-# descriptors and, in the child, moves it into the run's cgroup and fresh namespaces, mounts its
+# descriptors, forks the run's process into the run's cgroup and fresh namespaces, mounts its
 # own /tmp, /workspace, /dev/shm and /proc, applies Landlock, drops every capability and
 # installs the run's seccomp filter. Only then does it return here, in the run's process alone,
 # which falls through to the agent below (appended to this file) and waits for its code.
@@ -62,6 +62,7 @@ def _airlock_read_only_file(path):
 
 def _airlock_zygote():
     lib = _ctypes.PyDLL("/airlock/zygote.so")
+    api = _ctypes.pythonapi
     if lib.airlock_zygote_init(3) != 0:
         _os._exit(121)
     # Native thread pools that start when their library loads (OpenBLAS under numpy, OpenMP)
@@ -88,16 +89,16 @@ def _airlock_zygote():
             _os._exit(122)
         for stream in (_sys.stdout, _sys.stderr):
             stream.flush()  # nothing buffered here may reach a child's output
-        try:
-            child = _os.fork()
-        except OSError as e:  # that run fails; the others, and the zygote, go on
-            lib.airlock_zygote_refuse(e.errno or 11)  # EAGAIN when it names none
-            continue
+        # The library forks the run's process itself (one copy of this memory, not two), so
+        # Python's own fork hooks go around it as os.fork would put them: its locks, and the
+        # at-fork callbacks (`random` reseeds in the child).
+        api.PyOS_BeforeFork()
+        child = lib.airlock_zygote_spawn()
         if child == 0:
-            if lib.airlock_zygote_enter() != 0:
-                _os._exit(123)
+            api.PyOS_AfterFork_Child()
             return lib  # the run's process, isolated
-        lib.airlock_zygote_adopt(child)
+        api.PyOS_AfterFork_Parent()
+        # Otherwise the run is started, or it failed alone (said on its status pipe).
 
 
 _airlock_serve_from(_airlock_zygote(), False)
