@@ -648,6 +648,74 @@ fn zygote_isolation() {
     });
 }
 
+as_us_and_the_test_user!(
+    zygote_children_each_get_network_and_ipc_namespaces_of_their_own,
+    zygote_children_each_get_network_and_ipc_namespaces_of_their_own_as_the_test_user,
+    own_namespaces_unprivileged,
+    own_namespaces
+);
+
+/// Each run, at once with the others, takes what one network and one ipc namespace have only
+/// one of: a listener on 127.0.0.1:45831 and the SysV shared memory key 0x41495200, created
+/// exclusively. Either fails (the run errors) if two runs share a namespace. Each namespace
+/// is owned by the run's own user namespace, so what the run may do there it may do nowhere
+/// else.
+const OWN_NAMESPACES: &str = r#"
+import ctypes, fcntl, os, socket, time
+libc = ctypes.CDLL(None, use_errno=True)
+shm = libc.shmget(0x41495200, 4096, 0o1000 | 0o2000 | 0o600)  # IPC_CREAT | IPC_EXCL
+err = ctypes.get_errno()
+listener = socket.socket()
+listener.bind(("127.0.0.1", 45831))
+listener.listen()
+ino = {n: os.stat("/proc/self/ns/" + n).st_ino for n in ("net", "ipc", "user")}
+own = {n: os.fstat(fcntl.ioctl(os.open("/proc/self/ns/" + n, os.O_RDONLY), 0xB701)).st_ino for n in ("net", "ipc")}
+print("shm", shm >= 0, err, "owned", own["net"] == ino["user"], own["ipc"] == ino["user"], ino["net"], ino["ipc"])
+time.sleep(1)
+"#;
+
+fn own_namespaces() {
+    rt().block_on(async {
+        let s = sched(2);
+        let r = req(Language::Python, OWN_NAMESPACES);
+        warmed(&s, &r).await;
+        let runs: Vec<_> = (0..6)
+            .map(|_| {
+                let (s, r) = (s.clone(), r.clone());
+                tokio::spawn(async move { run(&s, r).await })
+            })
+            .collect();
+        let (mut nets, mut ipcs) = (
+            std::collections::BTreeSet::new(),
+            std::collections::BTreeSet::new(),
+        );
+        for t in runs {
+            let out = t.await.unwrap();
+            assert_eq!(
+                out.status,
+                Status::Ok,
+                "two runs share a namespace? {}",
+                out.stderr
+            );
+            assert_eq!(out.pool, "warm", "{out:?}");
+            let w: Vec<&str> = out.stdout.split_whitespace().collect();
+            assert_eq!(
+                w[..6],
+                ["shm", "True", "0", "owned", "True", "True"],
+                "{}",
+                out.stdout
+            );
+            nets.insert(w[6].to_string());
+            ipcs.insert(w[7].to_string());
+        }
+        assert_eq!(
+            (nets.len(), ipcs.len()),
+            (6, 6),
+            "shared: {nets:?} {ipcs:?}"
+        );
+    });
+}
+
 /// Its import counts itself in /dev/shm and says so on stdout: neither may reach a run that
 /// did not import it itself, and no run may see what another did to it.
 const COUNTED: &str = r#"
