@@ -487,7 +487,7 @@ fn new_engine(config: SchedulerConfig) -> Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (*, max_concurrent = None, max_queue = None, pool_size = None, max_age = None, idle = None))]
+    #[pyo3(signature = (*, max_concurrent = None, max_queue = None, pool_size = None, max_age = None, idle = None, max_pools = None))]
     fn new(
         py: Python<'_>,
         max_concurrent: Option<usize>,
@@ -495,6 +495,7 @@ impl Engine {
         pool_size: Option<usize>,
         max_age: Option<f64>,
         idle: Option<f64>,
+        max_pools: Option<usize>,
     ) -> PyResult<Engine> {
         let d = SchedulerConfig::default();
         let secs = |name: &str, v: Option<f64>, default: Duration| -> PyResult<Duration> {
@@ -517,6 +518,7 @@ impl Engine {
             pool_size: pool_size.unwrap_or(d.pool_size),
             max_age: secs("max_age", max_age, d.max_age)?,
             idle: secs("idle", idle, d.idle)?,
+            max_pools: max_pools.unwrap_or(d.max_pools),
             ..d
         }))
     }

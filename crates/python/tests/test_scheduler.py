@@ -146,6 +146,20 @@ def test_own_config_gets_its_own_pool_and_closes():
     asyncio.run(main())
 
 
+def test_max_pools_bounds_the_request_shapes_with_a_pool():
+    async def main():
+        async with airlock.Scheduler(pool_size=1, max_pools=1) as s:
+            assert await s.prewarm("python", 1) == 1
+            # A second shape finds no room while the first pool is in use: it runs cold.
+            assert await s.prewarm("python", 1, memory_mb=256) == 0
+            r = await s.run("print(1)", memory_mb=256)
+            assert r.ok and r.pool == "cold"
+            r = await s.run("print(1)")
+            assert r.ok and r.pool == "warm"
+
+    asyncio.run(main())
+
+
 def test_unknown_config_is_refused():
     with pytest.raises(TypeError):
         airlock.Scheduler(pool_sizes=3)

@@ -98,6 +98,12 @@ pub struct SchedulerConfig {
     pub max_age: Duration,
     /// A pool unused this long shrinks to zero.
     pub idle: Duration,
+    /// Request shapes with a pool at once. Each pool holds up to `pool_size` sandboxes and, for
+    /// Python, a zygote or an image (tens of MB with pandas), so distinct shapes must not
+    /// each get one without bound. A shape beyond them takes the place of the pool unused
+    /// longest once that one has been unused for `POOL_EVICTION_IDLE` (or half of `idle`, if
+    /// shorter); until then its runs go cold, since making a pool costs more than a cold run.
+    pub max_pools: usize,
     /// Sessions open at once; one more is refused with `RuntimeError::Busy`.
     pub max_sessions: usize,
 }
@@ -111,6 +117,7 @@ impl Default for SchedulerConfig {
             pool_size: 2,
             max_age: Duration::from_secs(60),
             idle: Duration::from_secs(300),
+            max_pools: 16,
             max_sessions: cores * 8,
         }
     }
@@ -522,13 +529,21 @@ impl Scheduler {
             return Ok(0);
         }
         let key = pool_key(template);
-        let failures_before = {
+        let (failures_before, evicted) = {
             let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(evicted) = make_room(&mut pools, &key, &self.inner.config) else {
+                tracing::warn!(
+                    "not prewarming: all {} pools are in use (max_pools)",
+                    self.inner.config.max_pools
+                );
+                return Ok(0);
+            };
             let pool = pools.entry(key.clone()).or_default();
             pool.template = Some(template.clone());
             pool.last_used = Some(Instant::now());
-            pool.fill_failures
+            (pool.fill_failures, evicted)
         };
+        drop(evicted);
         refill(&self.inner, &key);
         let deadline = Instant::now() + timeout;
         loop {
@@ -625,9 +640,11 @@ impl Scheduler {
             return None;
         }
         let max_age = self.inner.config.max_age;
-        let (taken, stale) = {
+        let key = pool_key(req);
+        let (taken, stale, evicted) = {
             let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
-            let pool = pools.entry(pool_key(req)).or_default();
+            let evicted = make_room(&mut pools, &key, &self.inner.config)?;
+            let pool = pools.entry(key).or_default();
             pool.template.get_or_insert_with(|| shape_of(req));
             pool.last_used = Some(Instant::now());
             // Past their age, or dead (killed while waiting): never handed out.
@@ -636,10 +653,11 @@ impl Scheduler {
                 .drain(..)
                 .partition(|w| w.born.elapsed() < max_age && w.alive());
             pool.ready = fresh.into();
-            (pool.ready.pop_front(), stale)
+            (pool.ready.pop_front(), stale, evicted)
         };
         // Destroying a sandbox waits for its cgroup to empty: never while holding the pools.
         drop(stale);
+        drop(evicted);
         taken
     }
 
@@ -737,6 +755,31 @@ fn execute(
     crate::run::run_with(&req, on_output, |k| {
         slot.hold(k);
     })
+}
+
+/// How long the least recently used pool must have gone unused before a new request shape may
+/// take its place when there are `max_pools` already.
+pub const POOL_EVICTION_IDLE: Duration = Duration::from_secs(10);
+
+/// Makes room for a pool for `key` among `pools`, of at most `config.max_pools`: `Some` when
+/// it may have one (with the pool evicted for it, if one was, to be dropped outside the
+/// lock), `None` when all are in use.
+fn make_room(
+    pools: &mut HashMap<String, Pool>,
+    key: &str,
+    config: &SchedulerConfig,
+) -> Option<Option<Pool>> {
+    if pools.contains_key(key) || pools.len() < config.max_pools {
+        return Some(None);
+    }
+    let evictable = (config.idle / 2).min(POOL_EVICTION_IDLE);
+    let oldest = pools
+        .iter()
+        .filter(|(_, p)| p.filling == 0)
+        .filter(|(_, p)| p.last_used.is_none_or(|t| t.elapsed() >= evictable))
+        .min_by_key(|(_, p)| p.last_used)
+        .map(|(k, _)| k.clone())?;
+    Some(pools.remove(&oldest))
 }
 
 /// Starts building sandboxes until the pool for `key` holds `pool_size` (counting those

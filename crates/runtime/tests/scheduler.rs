@@ -1027,6 +1027,53 @@ fn a_preload_sizes_native_thread_pools_by_the_cpu_quota() {
     });
 }
 
+/// Distinct request shapes cannot each get a pool without bound. Beyond `max_pools` a new
+/// shape runs cold and leaves the pool in use alone; once that pool has gone unused for the
+/// eviction time (half of `idle` here, 2 s), the new shape takes its place.
+#[test]
+fn request_shapes_beyond_max_pools_run_cold_until_a_pool_goes_unused() {
+    rt().block_on(async {
+        let s = track(Scheduler::new(SchedulerConfig {
+            pool_size: 1,
+            max_pools: 1,
+            idle: Duration::from_secs(4),
+            ..SchedulerConfig::default()
+        }));
+        let a = req(Language::Python, "print('a')");
+        let b = RunRequest {
+            memory_mb: 256,
+            ..req(Language::Python, "print('b')")
+        };
+        warmed(&s, &a).await;
+        let out = run(&s, b.clone()).await;
+        assert_eq!(
+            (out.status, out.pool.as_str()),
+            (Status::Ok, "cold"),
+            "{out:?}"
+        );
+        let wait = Duration::from_secs(5);
+        assert_eq!(s.prewarm(&b, 1, wait).await.unwrap(), 0, "a second pool");
+        assert_eq!(
+            (s.ready(&a), s.ready(&b)),
+            (1, 0),
+            "the pool in use was touched"
+        );
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(s.prewarm(&b, 1, wait).await.unwrap(), 1, "no room made");
+        assert_eq!(
+            (s.ready(&a), s.ready(&b)),
+            (0, 1),
+            "the unused pool is still there"
+        );
+        let out = run(&s, b).await;
+        assert_eq!(
+            (out.status, out.pool.as_str()),
+            (Status::Ok, "warm"),
+            "{out:?}"
+        );
+    });
+}
+
 /// A zygote serves every run of its pool at once, so its own limits are not a run's: a burst of
 /// runs with a small pids limit must not make its forks fail (which killed it, and every run in
 /// flight with it), nor the descriptors it holds per run exhaust its open-files limit. Each run

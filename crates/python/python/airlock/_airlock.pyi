@@ -71,6 +71,7 @@ class Engine:
         pool_size: Optional[int] = None,
         max_age: Optional[float] = None,
         idle: Optional[float] = None,
+        max_pools: Optional[int] = None,
     ) -> "Engine": ...
     def run(
         self,

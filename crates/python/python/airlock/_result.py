@@ -117,6 +117,9 @@ class SchedulerConfig:
             pools). Each serves one run and is destroyed.
         max_age: seconds after which a ready sandbox is replaced (default 60).
         idle: seconds after which an unused pool shrinks to nothing (default 300).
+        max_pools: request shapes with a pool at once (default 16). A shape beyond them
+            takes the place of the pool unused longest once that one has gone unused for 10
+            s (or half of ``idle``, if shorter); until then its runs start cold.
     """
 
     max_concurrent: Optional[int] = None
@@ -124,3 +127,4 @@ class SchedulerConfig:
     pool_size: Optional[int] = None
     max_age: Optional[float] = None
     idle: Optional[float] = None
+    max_pools: Optional[int] = None
