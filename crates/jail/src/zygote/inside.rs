@@ -412,6 +412,11 @@ pub(crate) fn spawn() -> i32 {
         )
     };
     sys::set_signal_mask(mask);
+    if ret != 0 {
+        // The child made this memory dumpable again to write its id maps, and may have
+        // failed before making it non-dumpable: from its first run on, the zygote is not.
+        let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
+    }
     match ret {
         0 => 0,
         ..0 => {

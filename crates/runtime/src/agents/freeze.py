@@ -65,5 +65,5 @@ def _airlock_freeze():
     _airlock_refuse("cannot freeze this interpreter: %s" % (_os.strerror(-frozen) if frozen < 0 else frozen))
 
 
-_airlock_serve_from(_airlock_freeze(), True)
+_airlock_serve_from(_airlock_freeze())
 del _airlock_freeze

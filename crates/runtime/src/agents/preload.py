@@ -88,20 +88,21 @@ def _airlock_preload(modules, dists, threads):
     return failed
 
 
-def _airlock_serve_from(lib, own_random):
+def _airlock_serve_from(lib):
     # In a run's process that did not start as one (a zygote's fork, a restored image): the
     # run's fast exit, at once, leaving the teardown of its memory to after the init has
     # reported its status (the jail's `exit_leaving_memory`); then fresh randomness, since the
-    # state it starts from is every run's. numpy's global generator always; with `own_random`
-    # also `random` (a fork reseeds it by itself) and OpenSSL (which reseeds when it sees the
-    # pid change; this is in case one does not).
+    # state it starts from is every run's: `random` (which Python's after-fork hook reseeds in
+    # a zygote's child too), numpy's global generator and OpenSSL's. OpenSSL 3 reseeds when it
+    # sees the pid change; this is for one that counts forks in a native at-fork handler
+    # instead, which the zygote's fork (glibc's `_Fork`) does not run.
     import os
     import sys
 
     fast = type(sys)("_airlock_exit")
     fast.now = lib.airlock_zygote_exit
     sys.modules["_airlock_exit"] = fast
-    if own_random and "random" in sys.modules:
+    if "random" in sys.modules:
         sys.modules["random"].seed()
     np = sys.modules.get("numpy")
     if np is not None:
@@ -109,7 +110,7 @@ def _airlock_serve_from(lib, own_random):
             np.random.seed()
         except Exception:
             pass
-    ssl = sys.modules.get("_ssl") if own_random else None
+    ssl = sys.modules.get("_ssl")
     if ssl is not None:
         try:
             ssl.RAND_add(os.urandom(48), 48.0)

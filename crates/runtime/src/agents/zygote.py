@@ -62,7 +62,16 @@ def _airlock_read_only_file(path):
 
 def _airlock_zygote():
     lib = _ctypes.PyDLL("/airlock/zygote.so")
-    api = _ctypes.pythonapi
+    # Bound once, here: between the before- and after-fork hooks no Python code may run (a
+    # lookup allocates, and may collect), just as none runs inside os.fork.
+    spawn = lib.airlock_zygote_spawn
+    before, after_child, after_parent = (
+        _ctypes.pythonapi.PyOS_BeforeFork,
+        _ctypes.pythonapi.PyOS_AfterFork_Child,
+        _ctypes.pythonapi.PyOS_AfterFork_Parent,
+    )
+    for hook in (before, after_child, after_parent):
+        hook.restype = None
     if lib.airlock_zygote_init(3) != 0:
         _os._exit(121)
     # Native thread pools that start when their library loads (OpenBLAS under numpy, OpenMP)
@@ -91,15 +100,16 @@ def _airlock_zygote():
             stream.flush()  # nothing buffered here may reach a child's output
         # The library forks the run's process itself (one copy of this memory, not two), so
         # Python's own fork hooks go around it as os.fork would put them: its locks, and the
-        # at-fork callbacks (`random` reseeds in the child).
-        api.PyOS_BeforeFork()
-        child = lib.airlock_zygote_spawn()
+        # at-fork callbacks (`random` reseeds in the child). Native at-fork handlers
+        # (pthread_atfork) do not run: the fork is glibc's _Fork.
+        before()
+        child = spawn()
         if child == 0:
-            api.PyOS_AfterFork_Child()
+            after_child()
             return lib  # the run's process, isolated
-        api.PyOS_AfterFork_Parent()
+        after_parent()
         # Otherwise the run is started, or it failed alone (said on its status pipe).
 
 
-_airlock_serve_from(_airlock_zygote(), False)
+_airlock_serve_from(_airlock_zygote())
 del _airlock_zygote
