@@ -244,6 +244,9 @@ fn dump_to(fd: c_int) -> Result<(), c_int> {
     Ok(())
 }
 
+/// Pages without data that a DATA entry may span between two with (see `data_runs`).
+const DATA_GAP: u64 = 8;
+
 fn align_up(n: u64) -> u64 {
     n.div_ceil(PAGE) * PAGE
 }
@@ -659,6 +662,10 @@ impl Planner<'_> {
     ) -> Result<(), c_int> {
         let pages = (l.end - l.start) / PAGE;
         let mut run: Option<u64> = None; // first page of the current run
+        // The first page past the current run's data, while pages without any follow it: a
+        // gap of up to `DATA_GAP` pages is written too, as one mapping costs a restore more
+        // than copying a few pages into the image does.
+        let mut gap: Option<u64> = None;
         let mut done = 0u64;
         while done < pages {
             let chunk = (pages - done).min(self.buf.len() as u64);
@@ -685,11 +692,13 @@ impl Planner<'_> {
                         unsafe { std::slice::from_raw_parts(addr as *const u8, PAGE as usize) };
                     keep = bytes.iter().any(|&b| b != 0);
                 }
-                match (keep, run) {
-                    (true, None) => run = Some(page),
-                    (false, Some(first)) => {
-                        self.data(l, first, page)?;
-                        run = None;
+                match (keep, run, gap) {
+                    (true, None, _) => run = Some(page),
+                    (true, Some(_), Some(_)) => gap = None,
+                    (false, Some(_), None) => gap = Some(page),
+                    (false, Some(first), Some(past)) if page - past >= DATA_GAP => {
+                        self.data(l, first, past)?;
+                        (run, gap) = (None, None);
                     }
                     _ => {}
                 }
@@ -697,7 +706,7 @@ impl Planner<'_> {
             done += chunk;
         }
         if let Some(first) = run {
-            self.data(l, first, pages)?;
+            self.data(l, first, gap.unwrap_or(pages))?;
         }
         Ok(())
     }
