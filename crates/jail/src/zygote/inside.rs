@@ -4,14 +4,14 @@
 //! The zygote is a single-threaded interpreter that has imported the run's packages and never
 //! runs user code. For each run, [`next`] receives the run's descriptors and [`spawn`] clones
 //! a child that shares the zygote's memory (nothing copied): it unshares a user namespace of
-//! its own and, in it, fresh mount, pid, ipc, uts (and network) namespaces, and starts the
-//! namespace's pid 1, which joins the run's cgroup, forks the run's process as pid 2 (the one
-//! copy of the interpreter) and then executes the sandbox's init (`vfork`). The child tells
-//! the zygote the init's pid and exits. The init is re-parented to the zygote (pid 1 of its
-//! sandbox), which adopts it: it waits on its pidfd (inside [`next`], between requests) and
-//! writes its wait status on the status pipe, after the init's own frame for the run's
-//! process. The run's process mounts a fresh /tmp, /workspace, /dev/shm and /proc, enters its
-//! own cgroup namespace, sets its limits, places its descriptors, applies Landlock, drops
+//! its own and, in it, fresh mount, pid and uts namespaces, and starts the namespace's pid 1,
+//! which joins the run's cgroup, forks the run's process as pid 2 (the one copy of the
+//! interpreter) and then executes the sandbox's init (`vfork`). The child tells the zygote the
+//! init's pid and exits. The init is re-parented to the zygote (pid 1 of its sandbox), which
+//! adopts it: it waits on its pidfd (inside [`next`], between requests) and writes its wait
+//! status on the status pipe, after the init's own frame for the run's process. The run's
+//! process mounts a fresh /tmp, /workspace, /dev/shm and /proc, enters its own cgroup, ipc
+//! (and network) namespaces, sets its limits, places its descriptors, applies Landlock, drops
 //! every capability, completes the run filter (see `Profile::ZygoteRun`) and closes the status
 //! pipe. Only then does [`spawn`] return, in it alone and with 0, to the interpreter, which
 //! reads the code.
@@ -78,7 +78,7 @@ struct Running {
     status: RawFd,
     /// Its mount namespace, held so that tearing it down (every mount of the tree) happens
     /// after its status is reported, not in its exit before that.
-    namespaces: Vec<RawFd>,
+    mnt: Option<RawFd>,
 }
 
 struct State {
@@ -258,7 +258,7 @@ fn report_end(run: Running, wstatus: i32) {
     let _ = sys::write_all(run.status, &report::encode(report::INIT, wstatus, 0));
     sys::close(run.pidfd);
     sys::close(run.status);
-    run.namespaces.into_iter().for_each(sys::close);
+    run.mnt.into_iter().for_each(sys::close);
 }
 
 /// Receives one fork request (the control socket is readable): `Some(1)` when it is pending,
@@ -358,11 +358,9 @@ fn settle(state: &mut State, h: Handoff) {
             status: h.status,
             // Its network namespace is the run's process's own (`isolate`), held past that
             // process's exit by its memory's holder (`vfork::exit_leaving_memory`).
-            namespaces: std::ffi::CString::new(format!("/proc/{pid}/ns/mnt"))
+            mnt: std::ffi::CString::new(format!("/proc/{pid}/ns/mnt"))
                 .ok()
-                .and_then(|path| sys::open(&path, libc::O_RDONLY | libc::O_CLOEXEC, 0).ok())
-                .into_iter()
-                .collect(),
+                .and_then(|path| sys::open(&path, libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()),
         }),
         Err(e) => {
             // Unwatched, it must not run: kill it (`next` reaps it) and say why.
@@ -464,7 +462,7 @@ fn enter(state: &State, p: &Pending) -> i32 {
     for r in &state.running {
         sys::close(r.pidfd);
         sys::close(r.status);
-        r.namespaces.iter().copied().for_each(sys::close);
+        r.mnt.into_iter().for_each(sys::close);
     }
     for h in &state.handoffs {
         sys::close(h.pipe);
