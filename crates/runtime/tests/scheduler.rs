@@ -645,6 +645,12 @@ fn zygote_isolation() {
             let line = status.lines().find(|l| l.starts_with(set)).unwrap();
             assert!(line.ends_with("0000000000000000"), "zygote {line}");
         }
+        // Once it has served a run it is non-dumpable (its children share its memory, and one
+        // makes it dumpable for a moment to write its id maps): the /proc files of a
+        // non-dumpable process belong to root, not to its uid.
+        use std::os::unix::fs::MetadataExt;
+        let mem = std::fs::metadata(format!("/proc/{}/mem", zygotes[0])).unwrap();
+        assert_eq!(mem.uid(), 0, "the zygote is dumpable after a run");
     });
 }
 
